@@ -1,0 +1,75 @@
+"""Pieces shared by the CLI commands: the current plugins, common options, output."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from mnistkit.plugins import Plugins, get_plugins
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DATA_DIR_ENV = "MNISTKIT_DATA_DIR"
+
+
+def current_plugins() -> Plugins:
+    """The plugins of the running command (set by the top-level group)."""
+    ctx = click.get_current_context(silent=True)
+    while ctx is not None:
+        if isinstance(ctx.obj, Plugins):
+            return ctx.obj
+        ctx = ctx.parent
+    return get_plugins()
+
+
+def dataset_options(func: F) -> F:
+    """Add ``--dataset NAME`` and ``--data-dir DIR`` (env ``MNISTKIT_DATA_DIR``)."""
+    func = click.option(
+        "--data-dir", type=click.Path(path_type=Path), envvar=DATA_DIR_ENV, default=None,
+        help=f"Folder with the dataset's IDX files (plain or .gz) instead of the bundled copy. "
+             f"Env: {DATA_DIR_ENV}.")(func)
+    func = click.option("--dataset", "dataset_name", default="mnist", show_default=True,
+                        metavar="NAME", help="Dataset to use (see 'mnistkit datasets').")(func)
+    return func
+
+
+def json_option(func: F) -> F:
+    """Add ``--json``: machine-readable output on stdout instead of tables."""
+    return click.option("--json", "as_json", is_flag=True,
+                        help="Print the result as JSON on stdout (for scripts).")(func)
+
+
+def load_dataset_for_cli(dataset_name: str, data_dir: Path | None) -> Any:
+    """Load a dataset through the current plugins' registry."""
+    from mnistkit.datasets import load_dataset
+
+    return load_dataset(dataset_name, data_dir, registry=current_plugins().registry)
+
+
+def print_json(value: Any) -> None:
+    """Write ``value`` as indented JSON to stdout."""
+    click.echo(json.dumps(value, indent=2, sort_keys=False, default=_json_default))
+
+
+def _json_default(value: Any) -> Any:
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def console(stderr: bool = False) -> Any:
+    """A rich Console on stdout (or stderr), honouring NO_COLOR and non-terminals."""
+    from rich.console import Console
+
+    return Console(file=sys.stderr if stderr else sys.stdout, highlight=False)

@@ -1,0 +1,84 @@
+"""The dataset value every dataset plugin returns."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+
+import numpy as np
+
+from mnistkit.errors import DataError
+
+SPLITS = ("train", "test")
+DIGIT_NAMES = tuple(str(d) for d in range(10))
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+    """One split: uint8 images ``(N, 28, 28)`` and uint8 labels ``(N,)``."""
+
+    images: np.ndarray
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def subset(self, indices: np.ndarray | slice) -> Split:
+        """The images and labels at ``indices`` (a slice gives views, no copy)."""
+        return Split(self.images[indices], self.labels[indices])
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    """Train and test splits with class names and where the data came from.
+
+    ``source`` is a human-readable location (a folder, "bundled", a URL);
+    ``files`` maps each file used to its MD5 (of the uncompressed content) when known;
+    ``verified`` tells whether those sums were checked against published ones.
+    """
+
+    name: str
+    train: Split
+    test: Split
+    class_names: tuple[str, ...] = DIGIT_NAMES
+    source: str = ""
+    files: dict[str, str] = dataclasses.field(default_factory=dict)
+    verified: bool = False
+
+    def __post_init__(self) -> None:
+        for split_name in SPLITS:
+            validate_split(getattr(self, split_name), f"{self.name} {split_name}",
+                           len(self.class_names))
+
+    def split(self, name: str) -> Split:
+        """The split called ``name`` (``train`` or ``test``)."""
+        if name not in SPLITS:
+            raise DataError(f"unknown split {name!r}; choose train or test")
+        return getattr(self, name)
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_names)
+
+    def fingerprint(self) -> str:
+        """SHA-256 over all images and labels: identifies the exact data a run used."""
+        digest = hashlib.sha256()
+        for split_name in SPLITS:
+            split = self.split(split_name)
+            digest.update(np.ascontiguousarray(split.images).data)
+            digest.update(np.ascontiguousarray(split.labels).data)
+        return digest.hexdigest()
+
+
+def validate_split(split: Split, what: str, n_classes: int) -> None:
+    """Raise :class:`DataError` unless ``split`` has the shapes, dtypes and labels expected."""
+    images, labels = split.images, split.labels
+    if images.dtype != np.uint8 or images.ndim != 3:
+        raise DataError(f"{what}: images must be uint8 (N, rows, cols); got {images.dtype} "
+                        f"{images.shape}")
+    if labels.dtype != np.uint8 or labels.ndim != 1:
+        raise DataError(f"{what}: labels must be uint8 (N,); got {labels.dtype} {labels.shape}")
+    if images.shape[0] != labels.shape[0]:
+        raise DataError(f"{what}: {images.shape[0]} images but {labels.shape[0]} labels")
+    if labels.size and int(labels.max()) >= n_classes:
+        raise DataError(f"{what}: label {int(labels.max())} is outside 0..{n_classes - 1}")

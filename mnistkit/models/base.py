@@ -1,0 +1,69 @@
+"""The model contract, and helpers every model gets for free.
+
+A model is any object with:
+
+- ``params``: ``dict[str, np.ndarray]`` of floating-point arrays. The optimizer updates
+  them in place, checkpoints save them, so the model must read them from this dict.
+- ``loss_and_grads(x, y) -> (loss, grads)``: ``x`` is ``(batch, n_inputs)`` floating
+  point (the dtype of the params), ``y`` is ``(batch,)`` integer class indices.
+  Returns the mean loss (a Python float) and a dict with exactly the keys of
+  ``params``, each gradient the same shape and dtype as its parameter. The returned
+  arrays may be buffers the model reuses on the next call.
+- ``scores(x) -> (batch, n_classes)``: unnormalised class scores (logits), used for
+  prediction and evaluation. Must not depend on training-only randomness (dropout).
+
+Optional, used by ``mnistkit visualise``:
+
+- ``first_layer() -> (n_inputs, units)``: the weights that look at the pixels.
+- ``hidden(x) -> (batch, units)``: an internal representation (for embeddings).
+
+Models should compute in the dtype of their parameters (float32 for training,
+float64 when the gradient check casts them), so the same code is checked and run.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+
+@runtime_checkable
+class Model(Protocol):
+    """What the trainer, evaluator and checkpoints need from a model."""
+
+    params: dict[str, np.ndarray]
+
+    def loss_and_grads(self, x: np.ndarray, y: np.ndarray) -> tuple[float, dict[str, np.ndarray]]:
+        """Mean loss over the batch and the gradient of every parameter."""
+        ...
+
+    def scores(self, x: np.ndarray) -> np.ndarray:
+        """Class scores ``(batch, n_classes)`` for inputs ``(batch, n_inputs)``."""
+        ...
+
+
+def softmax(scores: np.ndarray) -> np.ndarray:
+    """Row-wise softmax probabilities of ``scores`` (a new array, numerically stable)."""
+    shifted = scores - scores.max(axis=1, keepdims=True)
+    np.exp(shifted, out=shifted)
+    shifted /= shifted.sum(axis=1, keepdims=True)
+    return shifted
+
+
+def softmax_cross_entropy(scores: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+    """Mean cross-entropy of ``scores`` against labels ``y`` and its gradient.
+
+    Overwrites ``scores`` with the gradient ``(softmax(scores) - onehot(y)) / batch``
+    and returns ``(loss, scores)``: the fused form saves a temporary per batch.
+    """
+    batch = scores.shape[0]
+    scores -= scores.max(axis=1, keepdims=True)
+    np.exp(scores, out=scores)
+    sums = scores.sum(axis=1)
+    scores /= sums[:, None]
+    rows = np.arange(batch)
+    loss = float(-np.mean(np.log(np.maximum(scores[rows, y], np.finfo(scores.dtype).tiny))))
+    scores[rows, y] -= 1.0
+    scores *= 1.0 / batch
+    return loss, scores

@@ -1,0 +1,61 @@
+"""The linear softmax classifier: 784 -> 10, as in the original blog post.
+
+Shapes (B = batch, D = inputs, C = classes)::
+
+    x (B, D)   W (D, C)   b (C,)
+    s  = x @ W + b                                (B, C)
+    L  = mean_i -log softmax(s)_i[y_i] + 0.5 * reg * |W|^2
+    ds = (softmax(s) - onehot(y)) / B
+    dW = x.T @ ds + reg * W        db = sum_i ds
+
+Weights start at ``N(0, init_std^2)``; biases at 0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from mnistkit.models.base import softmax_cross_entropy
+
+
+@dataclasses.dataclass
+class SoftmaxOptions:
+    """Options of ``softmax``."""
+
+    reg: float = dataclasses.field(default=1e-5, metadata={"help": "L2 strength on W"})
+    init_std: float = dataclasses.field(default=0.001, metadata={"help": "std of initial W"})
+
+    def __post_init__(self) -> None:
+        if self.reg < 0:
+            raise ValueError(f"reg must be >= 0; got {self.reg}")
+        if self.init_std < 0:
+            raise ValueError(f"init_std must be >= 0; got {self.init_std}")
+
+
+class SoftmaxClassifier:
+    """Linear softmax classifier (see the module docstring for the math)."""
+
+    def __init__(self, options: SoftmaxOptions, rng: np.random.Generator,
+                 n_inputs: int = 784, n_classes: int = 10) -> None:
+        self.options = options
+        self.params = {
+            "W": (rng.standard_normal((n_inputs, n_classes)) * options.init_std).astype(np.float32),
+            "b": np.zeros(n_classes, np.float32),
+        }
+
+    def loss_and_grads(self, x: np.ndarray, y: np.ndarray) -> tuple[float, dict[str, np.ndarray]]:
+        """Mean regularised cross-entropy on ``(x, y)`` and the gradients of ``W`` and ``b``."""
+        W, b, reg = self.params["W"], self.params["b"], self.options.reg
+        data_loss, ds = softmax_cross_entropy(x @ W + b, y)
+        loss = data_loss + 0.5 * reg * float(np.vdot(W, W))
+        return loss, {"W": x.T @ ds + reg * W, "b": ds.sum(axis=0)}
+
+    def scores(self, x: np.ndarray) -> np.ndarray:
+        """Class scores ``(B, C)``."""
+        return x @ self.params["W"] + self.params["b"]
+
+    def first_layer(self) -> np.ndarray:
+        """``W`` ``(784, 10)``: one template per class."""
+        return self.params["W"]

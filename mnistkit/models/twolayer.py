@@ -1,0 +1,123 @@
+"""The two-layer ReLU network: 784 -> H -> 10, softmax cross-entropy, L2 on the weights.
+
+Shapes (B = batch, D = inputs, H = hidden units, C = classes)::
+
+    x  (B, D)     W1 (D, H)  b1 (H,)     W2 (H, C)  b2 (C,)
+    h  = relu(x @ W1 + b1)                       (B, H)
+    s  = h @ W2 + b2                             (B, C)
+    L  = mean_i -log softmax(s)_i[y_i] + 0.5 * reg * (|W1|^2 + |W2|^2)
+
+Backward::
+
+    ds  = (softmax(s) - onehot(y)) / B           (B, C)
+    dW2 = h.T @ ds + reg * W2      db2 = sum_i ds
+    dh  = (ds @ W2.T) * (h > 0)                  (B, H)
+    dW1 = x.T @ dh + reg * W1      db1 = sum_i dh
+
+Weights start with He initialisation, ``N(0, 2 / fan_in) * init_scale``; biases at 0.
+Intermediate arrays are buffers reused from batch to batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from mnistkit.models.base import softmax_cross_entropy
+
+
+@dataclasses.dataclass
+class TwoLayerOptions:
+    """Options of ``twolayer``."""
+
+    hidden_size: int = dataclasses.field(default=256, metadata={"help": "hidden ReLU units"})
+    reg: float = dataclasses.field(default=1e-4, metadata={"help": "L2 strength on W1, W2"})
+    init_scale: float = dataclasses.field(
+        default=1.0, metadata={"help": "multiplier on the He std sqrt(2/fan_in)"})
+
+    def __post_init__(self) -> None:
+        if self.hidden_size < 1:
+            raise ValueError(f"hidden_size must be at least 1; got {self.hidden_size}")
+        if self.reg < 0:
+            raise ValueError(f"reg must be >= 0; got {self.reg}")
+        if self.init_scale <= 0:
+            raise ValueError(f"init_scale must be > 0; got {self.init_scale}")
+
+
+class TwoLayerNet:
+    """784 -> H -> 10 ReLU network (see the module docstring for the math)."""
+
+    def __init__(self, options: TwoLayerOptions, rng: np.random.Generator,
+                 n_inputs: int = 784, n_classes: int = 10) -> None:
+        self.options = options
+        hidden = options.hidden_size
+        he1 = np.sqrt(2.0 / n_inputs) * options.init_scale
+        he2 = np.sqrt(2.0 / hidden) * options.init_scale
+        self.params = {
+            "W1": (rng.standard_normal((n_inputs, hidden)) * he1).astype(np.float32),
+            "b1": np.zeros(hidden, np.float32),
+            "W2": (rng.standard_normal((hidden, n_classes)) * he2).astype(np.float32),
+            "b2": np.zeros(n_classes, np.float32),
+        }
+        self._buffers: dict[tuple, dict[str, np.ndarray]] = {}
+
+    def _work(self, batch: int, dtype: np.dtype) -> dict[str, np.ndarray]:
+        """Reusable arrays for a batch size and dtype (allocated once)."""
+        key = (batch, np.dtype(dtype))
+        work = self._buffers.get(key)
+        if work is None:
+            p = self.params
+            hidden, classes = p["W2"].shape
+            work = {
+                "h": np.empty((batch, hidden), dtype),
+                "s": np.empty((batch, classes), dtype),
+                "dh": np.empty((batch, hidden), dtype),
+                **{f"d{k}": np.empty_like(v, dtype=dtype) for k, v in p.items()},
+            }
+            self._buffers = {key: work}  # keep one size: the last batch of an epoch is rare
+        return work
+
+    def _forward(self, x: np.ndarray, work: dict[str, np.ndarray]) -> np.ndarray:
+        p = self.params
+        h, s = work["h"], work["s"]
+        np.matmul(x, p["W1"], out=h)
+        h += p["b1"]
+        np.maximum(h, 0, out=h)
+        np.matmul(h, p["W2"], out=s)
+        s += p["b2"]
+        return s
+
+    def loss_and_grads(self, x: np.ndarray, y: np.ndarray) -> tuple[float, dict[str, np.ndarray]]:
+        """Mean regularised cross-entropy on ``(x, y)`` and the gradient of every parameter."""
+        p, reg = self.params, self.options.reg
+        work = self._work(x.shape[0], p["W1"].dtype)
+        scores = self._forward(x, work)
+        data_loss, ds = softmax_cross_entropy(scores, y)
+        loss = data_loss + 0.5 * reg * float(np.vdot(p["W1"], p["W1"]) + np.vdot(p["W2"], p["W2"]))
+
+        h, dh = work["h"], work["dh"]
+        grads = {k: work[f"d{k}"] for k in p}
+        np.matmul(h.T, ds, out=grads["W2"])
+        grads["W2"] += reg * p["W2"]
+        np.sum(ds, axis=0, out=grads["b2"])
+        np.matmul(ds, p["W2"].T, out=dh)
+        dh *= h > 0
+        np.matmul(x.T, dh, out=grads["W1"])
+        grads["W1"] += reg * p["W1"]
+        np.sum(dh, axis=0, out=grads["b1"])
+        return loss, grads
+
+    def scores(self, x: np.ndarray) -> np.ndarray:
+        """Class scores ``(B, C)`` (a new array)."""
+        p = self.params
+        h = np.maximum(x @ p["W1"] + p["b1"], 0)
+        return h @ p["W2"] + p["b2"]
+
+    def first_layer(self) -> np.ndarray:
+        """``W1`` ``(784, H)``: one 28x28 template per hidden unit."""
+        return self.params["W1"]
+
+    def hidden(self, x: np.ndarray) -> np.ndarray:
+        """Hidden activations ``(B, H)``."""
+        return np.maximum(x @ self.params["W1"] + self.params["b1"], 0)

@@ -1,0 +1,92 @@
+"""The optimizer contract.
+
+An optimizer is built by ``factory(params, options)`` with the model's ``params``
+dict, which it updates in place. It has:
+
+- ``step(grads)``: apply one update from a dict with the keys of ``params``.
+- ``state_dict() -> dict[str, np.ndarray]``: everything needed to resume (momentum
+  buffers, step counters as 0-d arrays). Keys are plain strings; values numeric arrays.
+- ``load_state_dict(state)``: restore what ``state_dict`` returned.
+- ``start_epoch(epoch, epochs)``: called by the trainer before each epoch
+  (0-based), so a learning-rate schedule can act; may do nothing.
+- ``lr``: the learning rate in use now (for progress display).
+
+:class:`BaseOptimizer` provides the bookkeeping; subclasses write ``step``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+
+@runtime_checkable
+class Optimizer(Protocol):
+    """What the trainer and checkpoints need from an optimizer."""
+
+    lr: float
+
+    def step(self, grads: dict[str, np.ndarray]) -> None:
+        """Update the parameters in place from their gradients."""
+        ...
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """The optimizer's state as numeric arrays, for checkpoints."""
+        ...
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Restore a state returned by :meth:`state_dict`."""
+        ...
+
+    def start_epoch(self, epoch: int, epochs: int) -> None:
+        """Hook called before each epoch (0-based) of ``epochs``."""
+        ...
+
+
+def scheduled_lr(base_lr: float, schedule: str, epoch: int, epochs: int,
+                 step_size: int = 1, gamma: float = 0.5) -> float:
+    """Learning rate for ``epoch`` (0-based) of ``epochs`` under ``schedule``.
+
+    - ``constant``: ``base_lr``.
+    - ``step``: ``base_lr * gamma ** (epoch // step_size)``.
+    - ``cosine``: ``base_lr * (1 + cos(pi * epoch / epochs)) / 2``.
+    """
+    if schedule == "constant":
+        return base_lr
+    if schedule == "step":
+        return base_lr * gamma ** (epoch // max(step_size, 1))
+    if schedule == "cosine":
+        return base_lr * 0.5 * (1.0 + math.cos(math.pi * epoch / max(epochs, 1)))
+    raise ValueError(f"unknown schedule {schedule!r}")
+
+
+class BaseOptimizer:
+    """Shared bookkeeping: the params, a learning rate and per-parameter state buffers."""
+
+    def __init__(self, params: dict[str, np.ndarray], lr: float) -> None:
+        self.params = params
+        self.lr = float(lr)
+        self.state: dict[str, np.ndarray] = {}
+
+    def step(self, grads: dict[str, np.ndarray]) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def start_epoch(self, epoch: int, epochs: int) -> None:
+        """No schedule by default."""
+
+    def buffer(self, key: str, like: np.ndarray) -> np.ndarray:
+        """The state array ``key``, created as zeros shaped like ``like`` on first use."""
+        buf = self.state.get(key)
+        if buf is None:
+            buf = self.state[key] = np.zeros_like(like)
+        return buf
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Copies of the state arrays."""
+        return {k: np.array(v, copy=True) for k, v in self.state.items()}
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Replace the state with copies of ``state``."""
+        self.state = {k: np.array(v, copy=True) for k, v in state.items()}

@@ -1,0 +1,178 @@
+"""The plugin manager: built-ins first, then the ``mnistkit`` entry-point group.
+
+Built-in models, optimizers and datasets are registered through the very same hooks
+as third-party ones (``mnistkit.builtins``). A plugin that fails to import, or raises
+inside a hook, is skipped and recorded as a :class:`PluginProblem`; everything else
+keeps working. ``MNISTKIT_LOAD_PLUGINS`` (comma-separated entry-point or
+distribution names) limits which external plugins load; set it empty for none.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+from importlib import metadata
+from typing import Any
+
+import pluggy
+
+from mnistkit import hookspecs
+from mnistkit.errors import MnistkitError
+from mnistkit.registry import KINDS, Registry
+
+ENTRY_POINT_GROUP = "mnistkit"
+LOAD_PLUGINS_ENV = "MNISTKIT_LOAD_PLUGINS"
+BUILTIN_NAME = "builtins"
+
+_HOOK_OF_KIND = {
+    "model": "mnistkit_register_models",
+    "optimizer": "mnistkit_register_optimizers",
+    "dataset": "mnistkit_register_datasets",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class PluginInfo:
+    """A loaded plugin: its name, distribution, version and implemented hooks."""
+
+    name: str
+    distribution: str
+    version: str
+    hooks: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class PluginProblem:
+    """A plugin that could not be loaded or failed in a hook."""
+
+    plugin: str
+    distribution: str
+    error: str
+
+    def message(self) -> str:
+        """One line for stderr naming the distribution and the error."""
+        return (
+            f"warning: plugin {self.plugin!r} from {self.distribution} was skipped: {self.error}"
+        )
+
+
+class Plugins:
+    """Loaded plugins, their registrations and the problems met while loading them."""
+
+    def __init__(self, manager: pluggy.PluginManager) -> None:
+        self.manager = manager
+        self.registry = Registry()
+        self.problems: list[PluginProblem] = []
+        self._dists: dict[str, tuple[str, str]] = {}
+
+    def info(self) -> list[PluginInfo]:
+        """The loaded plugins (built-ins first), with the hooks each implements."""
+        result = []
+        for name, plugin in self.manager.list_name_plugin():
+            if plugin is None:
+                continue
+            hooks = tuple(sorted(h.name for h in self.manager.get_hookcallers(plugin) or []))
+            dist, version = self._dists.get(name, ("mnistkit", _version("mnistkit")))
+            result.append(PluginInfo(name, dist, version, hooks))
+        return result
+
+    def registrations(self, plugin: str) -> dict[str, list[str]]:
+        """``{"model": [...], "optimizer": [...], ...}`` registered by ``plugin``."""
+        result: dict[str, list[str]] = {}
+        for kind in KINDS:
+            names = [e.name for e in self.registry.entries(kind) if e.plugin == plugin]
+            names += [n for (k, n), owners in self.registry.conflicts().items()
+                      if k == kind and plugin in owners and n not in names]
+            if names:
+                result[kind] = sorted(names)
+        return result
+
+    def distribution_of(self, plugin: str) -> str:
+        """The distribution that provides ``plugin`` (``mnistkit`` for the built-ins)."""
+        return self._dists.get(plugin, ("mnistkit", ""))[0]
+
+    def call_register_commands(self, cli: Any) -> None:
+        """Let every plugin add its commands to ``cli``; failures become problems."""
+        self._call_each("mnistkit_register_commands", lambda _name: {"cli": cli})
+
+    def _call_each(self, hook_name: str, kwargs_for: Any) -> None:
+        caller = getattr(self.manager.hook, hook_name)
+        for impl in reversed(caller.get_hookimpls()):
+            name = impl.plugin_name
+            try:
+                impl.function(**kwargs_for(name))
+            except Exception as exc:  # a broken plugin must not break mnistkit
+                self._problem(name, exc)
+
+    def _problem(self, name: str, exc: BaseException) -> None:
+        dist = self._dists.get(name, ("mnistkit", ""))[0]
+        text = str(exc) if isinstance(exc, MnistkitError) else f"{type(exc).__name__}: {exc}"
+        self.problems.append(PluginProblem(name, dist, text.splitlines()[0] if text else ""))
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        from mnistkit import __version__
+
+        return __version__ if dist == "mnistkit" else "unknown"
+
+
+def _allowed_plugins() -> set[str] | None:
+    value = os.environ.get(LOAD_PLUGINS_ENV)
+    if value is None:
+        return None
+    return {part.strip() for part in value.split(",") if part.strip()}
+
+
+def load_plugins(extra: list[Any] | None = None, *, entry_points: bool = True) -> Plugins:
+    """Build a fresh :class:`Plugins`: built-ins, ``extra`` objects, then entry points.
+
+    ``extra`` registers plugin modules or objects in-process (for tests);
+    ``entry_points=False`` skips the installed third-party plugins.
+    """
+    from mnistkit import builtins
+
+    manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+    manager.add_hookspecs(hookspecs)
+    plugins = Plugins(manager)
+    manager.register(builtins, name=BUILTIN_NAME)
+    for index, obj in enumerate(extra or []):
+        name = getattr(obj, "__name__", None) or f"{type(obj).__name__}-{index}"
+        manager.register(obj, name=name)
+    if entry_points:
+        _load_entry_points(plugins)
+    for kind, hook_name in _HOOK_OF_KIND.items():
+        plugins._call_each(hook_name, lambda name, kind=kind: {
+            "register": plugins.registry.register_callback(kind, name)})
+    return plugins
+
+
+def _load_entry_points(plugins: Plugins) -> None:
+    allowed = _allowed_plugins()
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        dist = ep.dist.name if ep.dist is not None else "unknown distribution"
+        version = ep.dist.version if ep.dist is not None else "unknown"
+        if allowed is not None and ep.name not in allowed and dist not in allowed:
+            continue
+        if plugins.manager.has_plugin(ep.name):
+            continue
+        plugins._dists[ep.name] = (dist, version)
+        try:
+            obj = ep.load()
+            plugins.manager.register(obj, name=ep.name)
+        except Exception as exc:  # ImportError, SyntaxError, pluggy validation errors...
+            plugins._problem(ep.name, exc)
+
+
+@functools.lru_cache(maxsize=1)
+def get_plugins() -> Plugins:
+    """The process-wide plugins, loaded once on first use."""
+    return load_plugins()
+
+
+def get_registry() -> Registry:
+    """The process-wide registry of models, optimizers and datasets."""
+    return get_plugins().registry
