@@ -1,3 +1,201 @@
-"""Commands: placeholder until implemented."""
+"""Commands that train and use models: train, test, predict."""
 
-COMMANDS: list = []
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mnistkit.cli.common import (
+    console,
+    current_plugins,
+    dataset_options,
+    json_option,
+    load_dataset_for_cli,
+    print_json,
+)
+
+EXIT_INTERRUPTED = 130
+
+
+def threads_option(func: Any) -> Any:
+    """Add ``--threads N``: BLAS threads for matrix products (default: the library's)."""
+    return click.option("--threads", type=click.IntRange(min=1), default=None, metavar="N",
+                        help="Number of BLAS threads (default: all cores).")(func)
+
+
+def _limit_threads(threads: int | None) -> Any:
+    import contextlib
+
+    if threads is None:
+        return contextlib.nullcontext()
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=threads, user_api="blas")
+
+
+class _StopFlag:
+    """First Ctrl-C asks training to stop after the current step; a second one aborts."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def __call__(self) -> bool:
+        return self.requested
+
+    def handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+
+@click.command("train")
+@click.option("--model", "model_name", default="twolayer", show_default=True, metavar="NAME",
+              help="Model to train (see 'mnistkit models').")
+@click.option("--optimizer", "optimizer_name", default="sgd", show_default=True, metavar="NAME",
+              help="Optimizer (see 'mnistkit optimizers').")
+@click.option("-m", "--model-option", "model_options", multiple=True, metavar="KEY=VALUE",
+              help="Set a model option, e.g. -m hidden_size=512 (repeatable).")
+@click.option("-o", "--optimizer-option", "optimizer_options", multiple=True,
+              metavar="KEY=VALUE", help="Set an optimizer option, e.g. -o lr=0.1 (repeatable).")
+@click.option("--epochs", type=int, default=None, help="Passes over the training set. "
+              "[default: 20; with --resume: the run's own]")
+@click.option("--batch-size", type=int, default=128, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed for initialisation and batch order (same seed, same result).")
+@click.option("--val-size", type=int, default=10_000, show_default=True,
+              help="Images held out of the END of the training set for validation "
+                   "(never the test set); 0 for none.")
+@click.option("--limit", type=int, default=None, metavar="N",
+              help="Train on the first N training images only (quick trials).")
+@click.option("--sampling", type=click.Choice(["shuffle", "replacement"]), default="shuffle",
+              show_default=True, help="Shuffle once per epoch, or draw each batch with "
+                                      "replacement.")
+@click.option("--steps-per-epoch", type=int, default=None, metavar="N",
+              help="Steps per epoch (default: one pass over the training images).")
+@click.option("--raw-pixels", is_flag=True,
+              help="Feed raw 0..255 pixels instead of scaling to [0, 1] (as the blog post did).")
+@dataset_options
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Run folder to create. [default: runs/<timestamp>-<model>]")
+@click.option("--resume", type=click.Path(path_type=Path), default=None, metavar="RUN",
+              help="Continue an interrupted run folder from its last checkpoint.")
+@threads_option
+@click.option("-q", "--quiet", is_flag=True, help="Print only the final line.")
+@json_option
+def train_command(model_name: str, optimizer_name: str, model_options: tuple[str, ...],
+                  optimizer_options: tuple[str, ...], epochs: int | None, batch_size: int,
+                  seed: int, val_size: int, limit: int | None, sampling: str,
+                  steps_per_epoch: int | None, raw_pixels: bool, dataset_name: str,
+                  data_dir: Path | None, out: Path | None, resume: Path | None,
+                  threads: int | None, quiet: bool, as_json: bool) -> None:
+    """Train a model and save the run (parameters, history, metrics) in a folder.
+
+    Progress shows a bar per epoch with the running loss and ETA, then one line
+    per epoch. Ctrl-C stops after the current step and saves a resumable
+    checkpoint (exit code 130); continue with --resume RUN.
+
+    \b
+    Example:
+      mnistkit train --model twolayer
+      mnistkit train --model twolayer -m hidden_size=512 -o lr=0.1 -o momentum=0.9 --epochs 5
+      mnistkit train --model softmax --epochs 5 --out runs/softmax
+      mnistkit train --resume runs/softmax
+    """
+    from mnistkit.options import parse_assignments
+    from mnistkit.runs import Run, RunSpec, default_run_dir
+    from mnistkit.training import TrainConfig
+
+    registry = current_plugins().registry
+    out_console = console(stderr=as_json)
+    with out_console.status("Loading data…") if not (quiet or as_json) else _nothing():
+        dataset = load_dataset_for_cli(dataset_name, data_dir)
+    if resume is not None:
+        run = Run.resume(resume, dataset, registry, epochs=epochs)
+    else:
+        config = TrainConfig(epochs=20 if epochs is None else epochs, batch_size=batch_size,
+                             seed=seed, sampling=sampling, steps_per_epoch=steps_per_epoch,
+                             pixel_scale=1.0 if raw_pixels else 1.0 / 255.0)
+        spec = RunSpec(model=model_name, optimizer=optimizer_name,
+                       model_options=parse_assignments(model_options),
+                       optimizer_options=parse_assignments(optimizer_options),
+                       dataset=dataset_name, val_size=val_size, limit=limit, config=config)
+        run = Run.start(spec, dataset, registry, out or default_run_dir("runs", model_name))
+
+    stop = _StopFlag()
+    previous = signal.signal(signal.SIGINT, stop.handle)
+    try:
+        with _limit_threads(threads):
+            _train_with_progress(run, stop, show=not (quiet or as_json), out=out_console)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+    record = run.record
+    if record["status"] == "interrupted":
+        click.echo(f"Interrupted at epoch {run.trainer.epoch + 1}, step {run.trainer.step}: "
+                   f"checkpoint saved. Resume with: mnistkit train --resume {run.path}", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    if as_json:
+        print_json({"run": str(run.path), **record})
+        return
+    m = record["metrics"]
+    out_console.print(
+        f"[bold]test accuracy {m['test_accuracy']:.2%}[/] (best epoch {record['best_epoch']}, "
+        f"val {m['val_accuracy']:.2%}) in {record['wall_seconds']:.1f} s; run saved to "
+        f"[cyan]{run.path}[/]")
+
+
+def _nothing() -> Any:
+    import contextlib
+
+    return contextlib.nullcontext()
+
+
+def _train_with_progress(run: Any, stop: _StopFlag, show: bool, out: Any) -> None:
+    """Drive ``run.train`` and render its events with a rich progress bar."""
+    from mnistkit.training import EpochFinished, EpochStarted, StepFinished
+
+    if not show:
+        for _ in run.train(stop):
+            pass
+        return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    record = run.record
+    out.print(f"Training [bold]{record['model']}[/] {record['model_options']} with "
+              f"[bold]{record['optimizer']}[/] {record['optimizer_options']} on "
+              f"{record['dataset']['name']} ({record['dataset']['n_train']} train, "
+              f"{record['dataset']['n_val']} val) -> {run.path}")
+    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/"
+               "{task.total}"), TextColumn("loss {task.fields[loss]:.4f}"), TimeRemainingColumn())
+    with Progress(*columns, console=out, transient=True) as progress:
+        task = None
+        running, count = 0.0, 0
+        for event in run.train(stop):
+            if isinstance(event, EpochStarted):
+                running, count = 0.0, 0
+                if task is not None:
+                    progress.remove_task(task)
+                task = progress.add_task(f"epoch {event.epoch + 1}/{event.epochs}",
+                                         total=event.steps, completed=run.trainer.step, loss=0.0)
+            elif isinstance(event, StepFinished):
+                running, count = running + event.loss, count + 1
+                progress.update(task, completed=event.step, loss=running / count)
+            elif isinstance(event, EpochFinished):
+                progress.console.print(
+                    f"epoch {event.epoch:>3}/{run.trainer.config.epochs}  "
+                    f"loss {event.train_loss:.4f}  train acc {event.train_accuracy:.2%}  "
+                    f"val acc {_pct(event.val_accuracy)}  lr {event.lr:.3g}  "
+                    f"{event.seconds:.2f}s")
+            if stop.requested and task is not None:
+                progress.update(task, description="stopping…")
+
+
+def _pct(value: float) -> str:
+    return "-" if value != value else f"{value:.2%}"
+
+
+COMMANDS = [train_command]

@@ -1,0 +1,345 @@
+"""Run folders: start, resume and finish a training run, and load one back.
+
+A run folder holds everything about one training::
+
+    run.json      what was trained and how, versions, dataset checksum, history, metrics
+    history.csv   one row per epoch
+    steps.csv     the training loss of every step
+    last.npz      parameters, optimizer state and trainer position (for --resume)
+    best.npz      the parameters with the best validation accuracy (used by `test`)
+
+Every file is written atomically; ``.npz`` files are read with ``allow_pickle=False``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import io
+import json
+import platform
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mnistkit import __version__
+from mnistkit.checkpoint import check_params, load_checkpoint, save_checkpoint
+from mnistkit.data.dataset import Dataset, Split
+from mnistkit.errors import MnistkitError, OptionsError, RunError, TrainingError
+from mnistkit.evaluation import evaluate
+from mnistkit.files import atomic_write
+from mnistkit.options import options_to_dict
+from mnistkit.registry import Registry
+from mnistkit.training import EpochFinished, Event, TrainConfig, Trainer
+
+RUN_FORMAT_VERSION = 1
+RUN_JSON, HISTORY_CSV, STEPS_CSV = "run.json", "history.csv", "steps.csv"
+LAST_NPZ, BEST_NPZ = "last.npz", "best.npz"
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    """What to train: names and options as the user gave them, and how to train."""
+
+    model: str = "twolayer"
+    optimizer: str = "sgd"
+    model_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    optimizer_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    dataset: str = "mnist"
+    val_size: int = 10_000
+    limit: int | None = None
+    config: TrainConfig = TrainConfig()
+
+
+def default_run_dir(root: str | Path, model: str) -> Path:
+    """``root/<YYYYmmdd-HHMMSS>-<model>``, with ``-2``, ``-3``... if it already exists."""
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = Path(root) / f"{stamp}-{model}"
+    candidate, n = base, 1
+    while candidate.exists():
+        n += 1
+        candidate = base.with_name(f"{base.name}-{n}")
+    return candidate
+
+
+def split_train_val(train: Split, val_size: int, limit: int | None) -> tuple[Split, Split]:
+    """Hold out the last ``val_size`` training images for validation; keep the first
+    ``limit`` of the rest for training. The test split is never touched."""
+    n = len(train)
+    if val_size < 0 or val_size >= n:
+        raise OptionsError(f"--val-size must be between 0 and {n - 1}; got {val_size}")
+    rest = n - val_size
+    if limit is not None and not 0 < limit <= rest:
+        raise OptionsError(f"--limit must be between 1 and {rest} (the training images left "
+                           f"after holding out --val-size {val_size}); got {limit}")
+    return train.subset(slice(0, limit or rest)), train.subset(slice(rest, n))
+
+
+class Run:
+    """A run being trained: model, optimizer, trainer and the folder it writes to."""
+
+    def __init__(self, path: Path, record: dict[str, Any], model: Any, optimizer: Any,
+                 trainer: Trainer, dataset: Dataset) -> None:
+        self.path, self.record, self.model, self.optimizer = path, record, model, optimizer
+        self.trainer, self.dataset = trainer, dataset
+        self.best_score = max((_score(h) for h in record["history"]), default=-1.0)
+        self._clock = time.perf_counter() - record.get("wall_seconds", 0.0)
+
+    # -- building ---------------------------------------------------------------------
+    @classmethod
+    def start(cls, spec: RunSpec, dataset: Dataset, registry: Registry, path: Path) -> Run:
+        """Validate ``spec``, build everything and create the run folder (nothing trained)."""
+        model_entry = registry.get("model", spec.model)
+        opt_entry = registry.get("optimizer", spec.optimizer)
+        model_opts = model_entry.make_options(spec.model_options)
+        opt_opts = opt_entry.make_options(spec.optimizer_options)
+        train, val = split_train_val(dataset.train, spec.val_size, spec.limit)
+        _check_config(spec.config, len(train))
+        if path.exists() and any(path.iterdir()):
+            raise RunError(f"output folder {path} is not empty; choose another --out or resume "
+                           f"with --resume {path}")
+        record = {
+            "format_version": RUN_FORMAT_VERSION,
+            "status": "created",
+            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "model": spec.model, "model_options": options_to_dict(model_opts),
+            "optimizer": spec.optimizer, "optimizer_options": options_to_dict(opt_opts),
+            "plugins": {"model": model_entry.plugin, "optimizer": opt_entry.plugin},
+            "dataset": _dataset_record(dataset, len(train), len(val)),
+            "training": {**dataclasses.asdict(spec.config), "val_size": spec.val_size,
+                         "limit": spec.limit},
+            "seed": spec.config.seed,
+            "versions": {"mnistkit": __version__, "numpy": np.__version__,
+                         "python": platform.python_version()},
+            "history": [], "best_epoch": None, "metrics": {}, "wall_seconds": 0.0,
+        }
+        run = cls._build(path, record, dataset, registry, train, val)
+        run._write_record()  # fails early on a read-only or full disk
+        return run
+
+    @classmethod
+    def resume(cls, path: Path, dataset: Dataset, registry: Registry,
+               epochs: int | None = None) -> Run:
+        """Reopen an interrupted (or finished) run to continue training from ``last.npz``."""
+        record = read_record(path)
+        if dataset.name != record["dataset"]["name"] or (
+                dataset.fingerprint() != record["dataset"]["fingerprint"]):
+            raise RunError(f"{path}: the dataset differs from the one this run was trained on "
+                           f"({record['dataset']['name']}, {record['dataset']['source']})")
+        if epochs is not None:
+            record["training"]["epochs"] = epochs
+        t = record["training"]
+        train, val = split_train_val(dataset.train, t["val_size"], t["limit"])
+        run = cls._build(path, record, dataset, registry, train, val)
+        groups = load_checkpoint(path / LAST_NPZ)
+        for group in ("params", "optimizer", "trainer"):
+            groups.setdefault(group, {})
+        check_params(path / LAST_NPZ, groups["params"], run.model.params)
+        for key, value in groups["params"].items():
+            run.model.params[key][...] = value
+        run.optimizer.load_state_dict(groups["optimizer"])
+        try:
+            run.trainer.restore(groups["trainer"])
+        except (KeyError, ValueError, TypeError) as exc:
+            raise RunError(f"{path / LAST_NPZ}: trainer state is damaged ({exc})") from None
+        return run
+
+    @classmethod
+    def _build(cls, path: Path, record: dict[str, Any], dataset: Dataset, registry: Registry,
+               train: Split, val: Split) -> Run:
+        model_entry = registry.get("model", record["model"])
+        opt_entry = registry.get("optimizer", record["optimizer"])
+        t = record["training"]
+        config = TrainConfig(**{f.name: t[f.name] for f in dataclasses.fields(TrainConfig)})
+        rng = np.random.default_rng(config.seed)
+        model = build_model(model_entry, record["model_options"], rng, dataset)
+        optimizer = opt_entry.factory(model.params, opt_entry.make_options(
+            record["optimizer_options"]))
+        trainer = Trainer(model, optimizer, train, val, config, rng, model_name=record["model"])
+        return cls(path, record, model, optimizer, trainer, dataset)
+
+    # -- training ---------------------------------------------------------------------
+    def train(self, should_stop: Callable[[], bool] = lambda: False) -> Iterator[Event]:
+        """Train, saving ``last.npz`` (and ``best.npz`` when validation improves) after each
+        epoch. Ends with status ``finished`` and test metrics, ``interrupted`` when
+        ``should_stop()`` became true (resumable), or raises :class:`TrainingError` after
+        recording status ``diverged`` (the last good checkpoint is kept)."""
+        self.record["status"] = "running"
+        try:
+            for event in self.trainer.run(should_stop):
+                if isinstance(event, EpochFinished):
+                    self._save_epoch(event)
+                yield event
+        except TrainingError as exc:
+            self.record["status"] = "diverged"
+            self.record["error"] = str(exc)
+            self._write_record()
+            raise
+        except KeyboardInterrupt:
+            self._save_interrupted()
+            raise
+        if self.trainer.epoch < self.trainer.config.epochs:
+            self._save_interrupted()
+            return
+        self._finish()
+
+    def _save_epoch(self, event: EpochFinished) -> None:
+        self._save_last()
+        score = _score(event.to_dict())
+        if score > self.best_score or not (self.path / BEST_NPZ).exists():
+            self.best_score = score
+            self.record["best_epoch"] = event.epoch
+            save_checkpoint(self.path / BEST_NPZ, {"params": self.model.params})
+        self.record["history"] = self.trainer.history
+        self._write_record()
+
+    def _save_last(self) -> None:
+        save_checkpoint(self.path / LAST_NPZ, {
+            "params": self.model.params,
+            "optimizer": self.optimizer.state_dict(),
+            "trainer": self.trainer.state(),
+        })
+
+    def _save_interrupted(self) -> None:
+        self._save_last()
+        self.record["status"] = "interrupted"
+        self._write_record()
+
+    def _finish(self) -> None:
+        best = load_checkpoint(self.path / BEST_NPZ)["params"]
+        for key, value in best.items():
+            self.model.params[key][...] = value
+        test = evaluate(self.model, self.dataset.test.images, self.dataset.test.labels,
+                        self.dataset.n_classes, self.trainer.config.pixel_scale)
+        best_record = self.record["history"][self.record["best_epoch"] - 1]
+        self.record["metrics"] = {
+            "test_accuracy": test.accuracy, "test_loss": test.loss,
+            "val_accuracy": best_record["val_accuracy"],
+            "train_loss": self.record["history"][-1]["train_loss"],
+        }
+        self.record["status"] = "finished"
+        self._write_record()
+
+    def _write_record(self) -> None:
+        self.record["wall_seconds"] = round(time.perf_counter() - self._clock, 3)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            with atomic_write(self.path / RUN_JSON, "w") as handle:
+                json.dump(self.record, handle, indent=2)
+            with atomic_write(self.path / HISTORY_CSV, "w") as handle:
+                handle.write(_history_csv(self.record["history"]))
+            with atomic_write(self.path / STEPS_CSV, "w") as handle:
+                handle.write(_steps_csv(self.trainer.losses, self.trainer.steps))
+        except OSError as exc:
+            reason = exc.strerror or exc
+            raise RunError(f"cannot write the run folder {self.path}: {reason}") from None
+
+
+def _check_config(config: TrainConfig, n_train: int) -> None:
+    if config.epochs < 1:
+        raise OptionsError(f"--epochs must be at least 1; got {config.epochs}")
+    if not 1 <= config.batch_size <= n_train:
+        raise OptionsError(f"--batch-size must be between 1 and {n_train} (the training images); "
+                           f"got {config.batch_size}")
+    if config.steps_per_epoch is not None and config.steps_per_epoch < 1:
+        raise OptionsError(f"--steps-per-epoch must be at least 1; got {config.steps_per_epoch}")
+
+
+def _score(history_row: dict[str, Any]) -> float:
+    """Validation accuracy, or training accuracy when there is no validation set."""
+    val = history_row["val_accuracy"]
+    return history_row["train_accuracy"] if val != val else val  # NaN: no validation set
+
+
+def _dataset_record(dataset: Dataset, n_train: int, n_val: int) -> dict[str, Any]:
+    return {"name": dataset.name, "source": dataset.source, "fingerprint": dataset.fingerprint(),
+            "files": dataset.files, "n_train": n_train, "n_val": n_val,
+            "n_test": len(dataset.test), "class_names": list(dataset.class_names)}
+
+
+def _history_csv(history: list[dict[str, Any]]) -> str:
+    out = io.StringIO()
+    columns = ["epoch", "train_loss", "train_accuracy", "val_accuracy", "lr", "seconds"]
+    out.write(",".join(columns) + "\n")
+    for row in history:
+        out.write(",".join(repr(row[c]) if isinstance(row[c], float) else str(row[c])
+                           for c in columns) + "\n")
+    return out.getvalue()
+
+
+def _steps_csv(losses: list[float], steps_per_epoch: int) -> str:
+    lines = ["step,epoch,loss"]
+    lines += [f"{i + 1},{i // steps_per_epoch + 1},{loss!r}" for i, loss in enumerate(losses)]
+    return "\n".join(lines) + "\n"
+
+
+def build_model(entry: Any, options: dict[str, Any], rng: np.random.Generator,
+                dataset: Dataset) -> Any:
+    """Call a model factory with validated options and the dataset's input/class sizes."""
+    n_inputs = int(np.prod(dataset.train.images.shape[1:]))
+    return entry.factory(entry.make_options(options), rng, n_inputs=n_inputs,
+                         n_classes=dataset.n_classes)
+
+
+# -- reading runs back ---------------------------------------------------------------------
+def read_record(path: str | Path) -> dict[str, Any]:
+    """``run.json`` of the run at ``path``, validated enough to rebuild the run."""
+    path = Path(path)
+    if not path.is_dir():
+        raise RunError(f"{path}: no such run folder")
+    try:
+        record = json.loads((path / RUN_JSON).read_text())
+    except FileNotFoundError:
+        raise RunError(f"{path}: not a run folder (no {RUN_JSON})") from None
+    except (OSError, ValueError) as exc:
+        raise RunError(f"{path / RUN_JSON}: unreadable ({exc})") from None
+    if not isinstance(record, dict):
+        raise RunError(f"{path / RUN_JSON}: expected a JSON object")
+    version = record.get("format_version")
+    if not isinstance(version, int) or version > RUN_FORMAT_VERSION:
+        raise RunError(f"{path / RUN_JSON}: run format {version!r} is not supported by mnistkit "
+                       f"{__version__} (knows {RUN_FORMAT_VERSION}); upgrade mnistkit")
+    for key in ("model", "optimizer", "model_options", "optimizer_options", "training",
+                "dataset", "history"):
+        if key not in record:
+            raise RunError(f"{path / RUN_JSON}: missing {key!r}")
+    return record
+
+
+@dataclasses.dataclass
+class LoadedRun:
+    """A trained run read back: its record and the model with the chosen parameters."""
+
+    path: Path
+    record: dict[str, Any]
+    model: Any
+
+    @property
+    def pixel_scale(self) -> float:
+        return float(self.record["training"]["pixel_scale"])
+
+
+def load_run(path: str | Path, registry: Registry, dataset: Dataset,
+             which: str = "best") -> LoadedRun:
+    """Rebuild the model of the run at ``path`` with its ``best`` or ``last`` parameters."""
+    path = Path(path)
+    record = read_record(path)
+    if which not in ("best", "last"):
+        raise OptionsError(f"choose best or last parameters; got {which!r}")
+    file = path / (BEST_NPZ if which == "best" else LAST_NPZ)
+    entry = registry.get("model", record["model"])
+    try:
+        model = build_model(entry, record["model_options"], np.random.default_rng(0), dataset)
+    except MnistkitError:
+        raise
+    except Exception as exc:
+        raise RunError(f"{path}: cannot rebuild model {record['model']!r} from run.json "
+                       f"({type(exc).__name__}: {exc})") from None
+    saved = load_checkpoint(file).get("params", {})
+    check_params(file, saved, model.params)
+    for key, value in saved.items():
+        model.params[key][...] = value
+    return LoadedRun(path, record, model)

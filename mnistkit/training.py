@@ -1,0 +1,216 @@
+"""The training loop: pure computation, no printing, no files.
+
+:class:`Trainer` runs minibatch training of a model with an optimizer and yields
+progress events that the caller renders (the CLI) or ignores (a notebook). Its
+complete position (epoch, step, this epoch's order, the random generator, the
+per-step losses) is exported by :meth:`Trainer.state` and restored by
+:meth:`Trainer.restore`, so an interrupted run resumes to bit-identical results.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, Literal
+
+import numpy as np
+
+from mnistkit.batches import DEFAULT_PIXEL_SCALE, BatchMaker
+from mnistkit.data.dataset import Split
+from mnistkit.errors import PluginError, TrainingError
+from mnistkit.evaluation import accuracy
+
+TRAIN_ACCURACY_SAMPLE = 10_000
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """How to train: epochs, batches, sampling and input scaling."""
+
+    epochs: int = 10
+    batch_size: int = 128
+    seed: int = 0
+    sampling: Literal["shuffle", "replacement"] = "shuffle"
+    steps_per_epoch: int | None = None
+    pixel_scale: float = DEFAULT_PIXEL_SCALE
+
+    def steps_for(self, n_train: int) -> int:
+        """Steps per epoch: given, or one pass over ``n_train`` images."""
+        if self.steps_per_epoch:
+            return self.steps_per_epoch
+        return -(-n_train // self.batch_size)
+
+
+@dataclasses.dataclass(frozen=True)
+class EpochStarted:
+    epoch: int
+    epochs: int
+    steps: int
+    lr: float
+
+
+@dataclasses.dataclass(frozen=True)
+class StepFinished:
+    epoch: int
+    step: int
+    steps: int
+    loss: float
+
+
+@dataclasses.dataclass(frozen=True)
+class EpochFinished:
+    """One epoch's record: ``epoch`` is 1-based here, as shown to users."""
+
+    epoch: int
+    train_loss: float
+    train_accuracy: float
+    val_accuracy: float
+    lr: float
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+Event = EpochStarted | StepFinished | EpochFinished
+
+
+class Trainer:
+    """Trains ``model`` with ``optimizer`` on ``train``, measuring accuracy on ``val``."""
+
+    def __init__(self, model: Any, optimizer: Any, train: Split, val: Split,
+                 config: TrainConfig, rng: np.random.Generator, model_name: str = "model") -> None:
+        if len(train) == 0:
+            raise TrainingError("there are no training images (check --limit and --val-size)")
+        self.model, self.optimizer, self.config = model, optimizer, config
+        self.train, self.val, self.rng = train, val, rng
+        self.model_name = model_name
+        self.batches = BatchMaker(train.images, train.labels, config.batch_size,
+                                  config.pixel_scale)
+        self.steps = config.steps_for(len(train))
+        self.epoch = 0          # epochs completed
+        self.step = 0           # steps completed in the current epoch
+        self.order: np.ndarray | None = None
+        self.losses: list[float] = []
+        self.history: list[dict[str, Any]] = []
+        self._checked = False
+
+    # -- the loop ---------------------------------------------------------------------
+    def run(self, should_stop: Callable[[], bool] = lambda: False) -> Iterator[Event]:
+        """Train until ``config.epochs`` are done or ``should_stop()`` is true between steps.
+
+        Raises :class:`TrainingError` when the loss or a gradient is not finite; the
+        parameters are then those of the failing step, so keep the last checkpoint.
+        """
+        cfg = self.config
+        while self.epoch < cfg.epochs:
+            if self.step == 0:
+                self.optimizer.start_epoch(self.epoch, cfg.epochs)
+                self.order = self._epoch_order()
+                self._epoch_started = time.perf_counter()
+            elif not hasattr(self, "_epoch_started"):
+                self._epoch_started = time.perf_counter()
+            yield EpochStarted(self.epoch, cfg.epochs, self.steps, float(self.optimizer.lr))
+            while self.step < self.steps:
+                if should_stop():
+                    return
+                loss = self._one_step()
+                yield StepFinished(self.epoch, self.step, self.steps, loss)
+            yield self._finish_epoch()
+            if should_stop():
+                return
+
+    def _epoch_order(self) -> np.ndarray:
+        n, need = len(self.train), self.steps * self.config.batch_size
+        if self.config.sampling == "replacement":
+            return self.rng.integers(0, n, size=need, dtype=np.int64)
+        order = self.rng.permutation(n)
+        while len(order) < need:  # more steps than one pass: keep shuffling
+            order = np.concatenate([order, self.rng.permutation(n)])
+        return order
+
+    def _one_step(self) -> float:
+        b = self.config.batch_size
+        indices = self.order[self.step * b:(self.step + 1) * b]
+        x, y = self.batches.take(indices)
+        loss, grads = self.model.loss_and_grads(x, y)
+        if not self._checked:
+            check_step_output(self.model_name, self.model.params, loss, grads)
+            self._checked = True
+        if not _all_finite(loss, grads):
+            raise TrainingError(
+                f"training diverged at epoch {self.epoch + 1}, step {self.step + 1}: the loss "
+                f"or a gradient is {loss if not np.isfinite(loss) else 'not finite'}. "
+                "The learning rate is probably too high: try a smaller one (e.g. -o lr=0.01)")
+        self.optimizer.step(grads)
+        self.step += 1
+        self.losses.append(float(loss))
+        return float(loss)
+
+    def _finish_epoch(self) -> EpochFinished:
+        cfg = self.config
+        epoch_losses = self.losses[-self.steps:]
+        sample = self.train.subset(slice(0, TRAIN_ACCURACY_SAMPLE))
+        record = EpochFinished(
+            epoch=self.epoch + 1,
+            train_loss=float(np.mean(epoch_losses)),
+            train_accuracy=accuracy(self.model, sample.images, sample.labels, cfg.pixel_scale),
+            val_accuracy=accuracy(self.model, self.val.images, self.val.labels, cfg.pixel_scale),
+            lr=float(self.optimizer.lr),
+            seconds=time.perf_counter() - self._epoch_started,
+        )
+        self.history.append(record.to_dict())
+        self.epoch += 1
+        self.step = 0
+        self.order = None
+        return record
+
+    # -- resumable state ----------------------------------------------------------------
+    def state(self) -> dict[str, np.ndarray]:
+        """The trainer's position as arrays (JSON text in a 0-d str array, no pickle)."""
+        meta = {"epoch": self.epoch, "step": self.step, "history": self.history,
+                "rng": self.rng.bit_generator.state}
+        arrays = {"meta": np.array(json.dumps(meta)),
+                  "losses": np.asarray(self.losses, np.float64)}
+        if self.order is not None:
+            arrays["order"] = self.order
+        return arrays
+
+    def restore(self, arrays: dict[str, np.ndarray]) -> None:
+        """Continue from a :meth:`state` export."""
+        meta = json.loads(str(arrays["meta"]))
+        self.epoch, self.step, self.history = meta["epoch"], meta["step"], meta["history"]
+        self.rng.bit_generator.state = meta["rng"]
+        self.losses = [float(v) for v in arrays["losses"]]
+        self.order = arrays["order"].astype(np.int64) if "order" in arrays else None
+        if self.step and self.order is None:
+            raise TrainingError("checkpoint is mid-epoch but has no batch order")
+
+
+def _all_finite(loss: float, grads: dict[str, np.ndarray]) -> bool:
+    if not np.isfinite(loss):
+        return False
+    return all(np.isfinite(g.sum()) for g in grads.values())
+
+
+def check_step_output(model_name: str, params: dict[str, np.ndarray], loss: Any,
+                      grads: Any) -> None:
+    """Raise :class:`PluginError` when a model's ``loss_and_grads`` breaks the contract."""
+    where = f"model {model_name!r}: loss_and_grads"
+    if not isinstance(grads, dict):
+        raise PluginError(f"{where} must return (loss, dict of gradients); got {type(grads)}")
+    if set(grads) != set(params):
+        raise PluginError(f"{where} returned gradients for {sorted(grads)} but the parameters "
+                          f"are {sorted(params)}")
+    for key, p in params.items():
+        g = grads[key]
+        if not isinstance(g, np.ndarray) or g.shape != p.shape or g.dtype != p.dtype:
+            got = f"{getattr(g, 'dtype', type(g).__name__)} {getattr(g, 'shape', '')}"
+            raise PluginError(f"{where}: gradient {key!r} is {got}, expected {p.dtype} {p.shape} "
+                              "like its parameter")
+    try:
+        float(loss)
+    except (TypeError, ValueError):
+        raise PluginError(f"{where} must return a number as loss; got {loss!r}") from None
