@@ -198,4 +198,123 @@ def _pct(value: float) -> str:
     return "-" if value != value else f"{value:.2%}"
 
 
-COMMANDS = [train_command]
+def _load_run_for_cli(run_path: Path, data_dir: Path | None, which: str) -> tuple[Any, Any]:
+    from mnistkit.runs import load_run, read_record
+
+    record = read_record(run_path)
+    dataset = load_dataset_for_cli(record["dataset"]["name"], data_dir)
+    return load_run(run_path, current_plugins().registry, dataset, which), dataset
+
+
+@click.command("test")
+@click.argument("run_path", metavar="RUN", type=click.Path(path_type=Path))
+@click.option("--split", type=click.Choice(["test", "val", "train"]), default="test",
+              show_default=True, help="Images to evaluate on (val: the run's held-out part "
+                                      "of the training set).")
+@click.option("--params", "which", type=click.Choice(["best", "last"]), default="best",
+              show_default=True, help="Best-on-validation or last parameters.")
+@click.option("--data-dir", type=click.Path(path_type=Path), envvar="MNISTKIT_DATA_DIR",
+              default=None, help="Folder with the dataset's files, if not the default.")
+@threads_option
+@json_option
+def test_command(run_path: Path, split: str, which: str, data_dir: Path | None,
+                 threads: int | None, as_json: bool) -> None:
+    """Evaluate a trained run: accuracy, per-class precision/recall, confusion matrix.
+
+    \b
+    Example:
+      mnistkit test runs/20261128-120000-twolayer
+      mnistkit test runs/my-run --split val --json
+    """
+    from mnistkit.evaluation import evaluate
+    from mnistkit.runs import split_train_val
+
+    loaded, dataset = _load_run_for_cli(run_path, data_dir, which)
+    t = loaded.record["training"]
+    if split == "test":
+        images, labels = dataset.test.images, dataset.test.labels
+    else:
+        train, val = split_train_val(dataset.train, t["val_size"], t["limit"])
+        images, labels = (val if split == "val" else train).images, (
+            val if split == "val" else train).labels
+    with _limit_threads(threads):
+        result = evaluate(loaded.model, images, labels, dataset.n_classes, loaded.pixel_scale)
+    summary = {"run": str(run_path), "split": split, "params": which, "images": len(labels),
+               **result.to_dict(dataset.class_names)}
+    if as_json:
+        print_json(summary)
+        return
+    _render_evaluation(summary, dataset.class_names)
+
+
+def _render_evaluation(summary: dict[str, Any], class_names: tuple[str, ...]) -> None:
+    from rich.table import Table
+
+    out = console()
+    out.print(f"[bold]{summary['split']} accuracy {summary['accuracy']:.2%}[/] on "
+              f"{summary['images']} images (loss {summary['loss']:.4f}, {summary['params']} "
+              f"parameters of {summary['run']})")
+    per_class = Table(title="Per class", title_justify="left")
+    for column in ("class", "precision", "recall", "support"):
+        per_class.add_column(column, justify="right")
+    for row in summary["per_class"]:
+        per_class.add_row(row["class"], f"{row['precision']:.2%}", f"{row['recall']:.2%}",
+                          str(row["support"]))
+    out.print(per_class)
+    matrix = Table(title="Confusion matrix (rows: true, columns: predicted)", title_justify="left")
+    matrix.add_column("")
+    for name in class_names:
+        matrix.add_column(name, justify="right")
+    for name, row in zip(class_names, summary["confusion_matrix"], strict=True):
+        cells = [f"[bold]{v}[/]" if i == j else (str(v) if v else "[dim]0[/]")
+                 for j, v in enumerate(row) for i in [class_names.index(name)]]
+        matrix.add_row(name, *cells)
+    out.print(matrix)
+
+
+@click.command("predict")
+@click.argument("run_path", metavar="RUN", type=click.Path(path_type=Path))
+@click.argument("images", metavar="IMAGE...", nargs=-1, required=True,
+                type=click.Path(path_type=Path))
+@click.option("--top", type=click.IntRange(1, 10), default=3, show_default=True,
+              help="How many classes to show per image.")
+@click.option("--data-dir", type=click.Path(path_type=Path), envvar="MNISTKIT_DATA_DIR",
+              default=None, help="Folder with the run's dataset, if not the default.")
+@json_option
+def predict_command(run_path: Path, images: tuple[Path, ...], top: int,
+                    data_dir: Path | None, as_json: bool) -> None:
+    """Classify your own digit pictures (PNG, JPEG...) with a trained run.
+
+    Each picture is turned greyscale, inverted if its background is light,
+    fitted into a 20x20 box and centred by mass in 28x28, like MNIST.
+
+    \b
+    Example:
+      mnistkit predict runs/my-run my-seven.png another.jpg
+    """
+    import numpy as np
+
+    from mnistkit.evaluation import predict_scores
+    from mnistkit.models.base import softmax
+    from mnistkit.preprocess import load_image, mnistify
+
+    loaded, dataset = _load_run_for_cli(run_path, data_dir, "best")
+    batch = np.stack([mnistify(load_image(path)) for path in images])
+    probs = softmax(predict_scores(loaded.model, batch, loaded.pixel_scale))
+    results = []
+    for path, row in zip(images, probs, strict=True):
+        best = np.argsort(row)[::-1][:top]
+        results.append({"image": str(path), "top": [
+            {"class": dataset.class_names[i], "probability": float(row[i])} for i in best]})
+    if as_json:
+        print_json(results)
+        return
+    out = console()
+    for result in results:
+        guesses = ", ".join(f"[bold]{g['class']}[/] {g['probability']:.1%}" if k == 0 else
+                            f"{g['class']} {g['probability']:.1%}"
+                            for k, g in enumerate(result["top"]))
+        out.print(f"{result['image']}: {guesses}")
+
+
+COMMANDS = [train_command, test_command, predict_command]
