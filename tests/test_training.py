@@ -124,7 +124,7 @@ def test_invalid_sgd_options_are_rejected(bad, registry):
 
 
 def test_training_reaches_good_accuracy_and_writes_the_run_folder(small, registry, tmp_path):
-    run = train(Run.start(spec(), small, registry, tmp_path / "run"))
+    train(Run.start(spec(), small, registry, tmp_path / "run"))
     record = read_record(tmp_path / "run")
     assert record["status"] == "finished"
     assert [h["epoch"] for h in record["history"]] == [1, 2]
@@ -153,7 +153,7 @@ def test_same_seed_gives_bit_identical_parameters(small, registry, tmp_path):
 def test_interrupted_then_resumed_equals_uninterrupted(stop_after, small, registry, tmp_path):
     whole = train(Run.start(spec(), small, registry, tmp_path / "whole"))
     steps = iter(range(10_000))
-    part = train(Run.start(spec(), small, registry, tmp_path / "part"),
+    train(Run.start(spec(), small, registry, tmp_path / "part"),
                  stop=lambda: next(steps) >= stop_after)
     assert read_record(tmp_path / "part")["status"] == "interrupted"
     resumed = train(Run.resume(tmp_path / "part", small, registry))
