@@ -34,7 +34,8 @@ class Dataset:
 
     ``source`` is a human-readable location (a folder, "bundled", a URL);
     ``files`` maps each file used to its MD5 (of the uncompressed content) when known;
-    ``verified`` tells whether those sums were checked against published ones.
+    ``verified`` tells whether those sums were checked against published ones;
+    ``expected_md5`` holds the published sums (file -> MD5) when the dataset has them.
     """
 
     name: str
@@ -44,6 +45,7 @@ class Dataset:
     source: str = ""
     files: dict[str, str] = dataclasses.field(default_factory=dict)
     verified: bool = False
+    expected_md5: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for split_name in SPLITS:

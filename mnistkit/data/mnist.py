@@ -1,0 +1,153 @@
+"""MNIST and its look-alikes: four IDX files in a folder, found under the usual names.
+
+:func:`load_idx_folder` is the reusable part (Fashion-MNIST, KMNIST and friends use the
+same four file names); :func:`load_mnist` is the built-in ``mnist`` dataset, bundled
+with mnistkit in ``mnistkit/data/files/`` or read from any copy with ``--data-dir``.
+
+Accepted layouts (files plain or ``.gz``; plain is preferred when both exist)::
+
+    DIR/train-images-idx3-ubyte[.gz]      python-mnist, the original site
+    DIR/train-images.idx3-ubyte[.gz]      what some unzip tools produce
+    DIR/train-images-idx3-ubyte/train-images-idx3-ubyte   (a Kaggle download)
+    DIR/MNIST/raw/train-images-idx3-ubyte[.gz]            torchvision's root folder
+    DIR/raw/...                                           torchvision's raw folder
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from mnistkit.data.cache import fresh_reads, read_idx_cached
+from mnistkit.data.dataset import DIGIT_NAMES, Dataset, Split
+from mnistkit.data.idx import check_pair
+from mnistkit.errors import DataError
+
+#: The four files of an MNIST-style dataset, by split: (images, labels).
+SPLIT_FILES: dict[str, tuple[str, str]] = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+FILE_NAMES: tuple[str, ...] = tuple(name for pair in SPLIT_FILES.values() for name in pair)
+
+#: MD5 of the uncompressed MNIST files, as published with the data set.
+MNIST_MD5: dict[str, str] = {
+    "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+    "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+    "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+    "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
+}
+
+BUNDLED_DIR = Path(__file__).resolve().parent / "files"
+
+
+def accepted_names(name: str) -> tuple[str, ...]:
+    """File names accepted for the canonical ``name``, in order of preference."""
+    dotted = name.replace("-idx", ".idx", 1)
+    return (name, dotted, f"{name}.gz", f"{dotted}.gz")
+
+
+def _find_in(location: Path, name: str) -> Path | None:
+    for candidate_name in accepted_names(name):
+        candidate = location / candidate_name
+        if candidate.is_file():
+            return candidate
+        nested = candidate / candidate_name  # Kaggle: a folder holding a same-named file
+        if candidate.is_dir() and nested.is_file():
+            return nested
+    return None
+
+
+def find_idx_files(folder: str | Path, torchvision_name: str | None = None) -> dict[str, Path]:
+    """Locate the four files in ``folder`` (or its torchvision ``NAME/raw`` or ``raw``
+    subfolder); canonical name -> path. A partial set raises :class:`DataError` saying
+    what is missing and which names are accepted."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"data folder {str(folder)!r} does not exist or is not a folder")
+    subfolders = ([Path(torchvision_name) / "raw"] if torchvision_name else []) + [Path("raw")]
+    locations = [folder] + [folder / sub for sub in subfolders if (folder / sub).is_dir()]
+    best: dict[str, Path] = {}
+    where = folder
+    for location in locations:
+        found = {n: p for n in FILE_NAMES if (p := _find_in(location, n)) is not None}
+        if len(found) == len(FILE_NAMES):
+            return found
+        if len(found) > len(best):
+            best, where = found, location
+    missing = [n for n in FILE_NAMES if n not in best]
+    looked = ", ".join(f"{s}/" for s in subfolders)
+    have = f"; found {', '.join(p.name for p in best.values())}" if best else ""
+    raise DataError(
+        f"{where}: missing {', '.join(missing)}{have}. Each file may be plain or .gz, and "
+        f"spelled like train-images-idx3-ubyte or train-images.idx3-ubyte; also looked in "
+        f"{looked}")
+
+
+def load_idx_folder(folder: str | Path, name: str, class_names: tuple[str, ...],
+                    expected_md5: dict[str, str] | None = None, *,
+                    torchvision_name: str | None = None, source: str | None = None,
+                    use_cache: bool | None = None) -> Dataset:
+    """Load an MNIST-style dataset from the four IDX files in ``folder``.
+
+    ``name`` and ``class_names`` describe the dataset; ``expected_md5`` (canonical file
+    name -> MD5 of the uncompressed file) are its published sums, if any: the result is
+    ``verified`` when every one matches. ``torchvision_name`` (``"MNIST"``,
+    ``"FashionMNIST"``...) also accepts torchvision's ``folder/NAME/raw`` layout.
+    Decompressed arrays are cached (see :mod:`mnistkit.data.cache`; ``use_cache``
+    None follows ``MNISTKIT_NO_CACHE``).
+    """
+    paths = find_idx_files(folder, torchvision_name)
+    files: dict[str, str] = {}
+    splits: dict[str, Split] = {}
+    for split_name, (images_name, labels_name) in SPLIT_FILES.items():
+        images = read_idx_cached(paths[images_name], ndim=3, dtype=np.uint8, use_cache=use_cache)
+        labels = read_idx_cached(paths[labels_name], ndim=1, dtype=np.uint8, use_cache=use_cache)
+        check_pair(images.array, labels.array, paths[images_name], paths[labels_name],
+                   len(class_names))
+        files[images_name], files[labels_name] = images.md5, labels.md5
+        splits[split_name] = Split(images.array, labels.array)
+    expected = dict(expected_md5 or {})
+    verified = bool(expected) and all(files.get(k) == v for k, v in expected.items())
+    return Dataset(name=name, train=splits["train"], test=splits["test"],
+                   class_names=tuple(class_names), source=source or str(Path(folder)),
+                   files=files, verified=verified, expected_md5=expected)
+
+
+def load_mnist(data_dir: Path | None = None, *, use_cache: bool | None = None) -> Dataset:
+    """MNIST from ``data_dir``, or the copy bundled with mnistkit when ``None``."""
+    folder = BUNDLED_DIR if data_dir is None else Path(data_dir)
+    source = f"bundled ({BUNDLED_DIR})" if data_dir is None else str(folder)
+    return load_idx_folder(folder, "mnist", DIGIT_NAMES, MNIST_MD5, torchvision_name="MNIST",
+                           source=source, use_cache=use_cache)
+
+
+@dataclasses.dataclass(frozen=True)
+class FileCheck:
+    """One file's checksum: its MD5 (of the uncompressed content) and the published one."""
+
+    name: str
+    md5: str
+    expected: str | None
+
+    @property
+    def status(self) -> str:
+        """``ok``, ``mismatch``, or ``unknown`` (no published sum)."""
+        if not self.expected:
+            return "unknown"
+        return "ok" if self.md5 == self.expected else "mismatch"
+
+
+def checksum_report(dataset: Dataset) -> list[FileCheck]:
+    """Each file of ``dataset`` with its MD5 and published sum (as recorded at load)."""
+    names = list(dataset.files) + [n for n in dataset.expected_md5 if n not in dataset.files]
+    return [FileCheck(n, dataset.files.get(n, ""), dataset.expected_md5.get(n)) for n in names]
+
+
+def verify_mnist(data_dir: Path | None = None) -> list[FileCheck]:
+    """Re-read MNIST's files from ``data_dir`` (``None``: the bundled copy), bypassing the
+    cache, and check each file's MD5 against the published sums."""
+    with fresh_reads():
+        return checksum_report(load_mnist(data_dir))
