@@ -1,4 +1,5 @@
-"""Facts about a dataset for ``mnistkit inspect``: counts, shapes, pixel statistics, checksums.
+"""Facts about a dataset for ``inspect`` and ``show-samples``: counts, shapes, pixel
+statistics, checksums, random samples.
 
 Pure functions returning JSON-ready values; the CLI renders them.
 """
@@ -98,3 +99,12 @@ def _overall(statuses: list[str]) -> str:
     if "mismatch" in statuses:
         return "mismatch"
     return "ok" if all(s == "ok" for s in statuses) else "unknown"
+
+
+def choose_samples(labels: np.ndarray, n: int, seed: int,
+                   digit: int | None = None) -> np.ndarray:
+    """``n`` distinct random indices (fewer if there are not enough), all of class
+    ``digit`` when given; reproducible from ``seed``."""
+    rng = np.random.default_rng(seed)
+    pool = np.flatnonzero(labels == digit) if digit is not None else np.arange(len(labels))
+    return rng.choice(pool, size=min(n, pool.size), replace=False)
