@@ -1,0 +1,324 @@
+"""The conformance kit catches each kind of broken model, optimizer, dataset and plugin."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+
+import numpy as np
+import pytest
+
+from mnistkit import hookimpl
+from mnistkit.data.dataset import Dataset, Split
+from mnistkit.errors import DataError
+from mnistkit.models.softmax import SoftmaxClassifier, SoftmaxOptions
+from mnistkit.optimizers.base import BaseOptimizer
+from mnistkit.optimizers.sgd import SGD, SGDOptions
+from mnistkit.testing import (
+    MODEL_CHECKS,
+    OPTIMIZER_CHECKS,
+    check_dataset,
+    check_model,
+    check_optimizer,
+    check_plugin,
+    collect_checks,
+    conformance_cases,
+    model_checks,
+)
+
+# ------------------------------------------------------------------ broken models
+
+
+class SignFlipped(SoftmaxClassifier):
+    def loss_and_grads(self, x, y):
+        loss, grads = super().loss_and_grads(x, y)
+        return loss, {k: -g for k, g in grads.items()}
+
+
+class Float64Params(SoftmaxClassifier):
+    def __init__(self, options, rng, n_inputs=784, n_classes=10):
+        super().__init__(options, rng, n_inputs, n_classes)
+        self.params = {k: v.astype(np.float64) for k, v in self.params.items()}
+
+
+class WrongScores(SoftmaxClassifier):
+    def scores(self, x):
+        return super().scores(x)[:, :5]
+
+
+class GradsWrongDtype(SoftmaxClassifier):
+    def loss_and_grads(self, x, y):
+        loss, grads = super().loss_and_grads(x, y)
+        return loss, {k: g.astype(np.float64) for k, g in grads.items()}
+
+
+class StaleBuffer(SoftmaxClassifier):
+    """Grows its score buffer to the largest batch seen and forgets to slice it."""
+
+    def loss_and_grads(self, x, y):
+        n, (W, b) = x.shape[0], (self.params["W"], self.params["b"])
+        if getattr(self, "_s", None) is None or self._s.shape[0] < n:
+            self._s = np.zeros((n, W.shape[1]), x.dtype)
+        s = self._s
+        np.matmul(x, W, out=s[:n])
+        s[:n] += b
+        loss = float(np.log(np.exp(s).sum(axis=1)).mean() - s[np.arange(n), y].mean())
+        return loss, super().loss_and_grads(x, y)[1]
+
+
+class GlobalInit(SoftmaxClassifier):
+    def __init__(self, options, rng, n_inputs=784, n_classes=10):
+        super().__init__(options, np.random.default_rng(), n_inputs, n_classes)
+
+
+class NoisyScores(SoftmaxClassifier):
+    def __init__(self, options, rng, n_inputs=784, n_classes=10):
+        super().__init__(options, rng, n_inputs, n_classes)
+        self.rng = rng
+
+    def scores(self, x):
+        return super().scores(x * (self.rng.random(x.shape) < 0.5))
+
+
+class CachedWeights(SoftmaxClassifier):
+    """Keeps a transposed copy of W made at construction: stale after a load."""
+
+    def __init__(self, options, rng, n_inputs=784, n_classes=10):
+        super().__init__(options, rng, n_inputs, n_classes)
+        self._wt = self.params["W"].T.copy()
+
+    def scores(self, x):
+        return (self._wt @ x.T).T + self.params["b"]
+
+
+class Untrainable(SoftmaxClassifier):
+    """Right loss and gradients, but its scores ignore the parameters."""
+
+    def scores(self, x):
+        return np.zeros((x.shape[0], self.params["b"].shape[0]), np.float32)
+
+
+@dataclasses.dataclass
+class NoDefault:
+    reg: float
+
+
+def failing_message(func, *args, **kwargs) -> str:
+    with pytest.raises(AssertionError) as info:
+        func(*args, **kwargs)
+    return str(info.value)
+
+
+@pytest.mark.parametrize(("cls", "check", "words"), [
+    (SignFlipped, "gradients", "disagree"),
+    (Float64Params, "params", "not a float32 array"),
+    (WrongScores, "shapes", "expected (5, 10)"),
+    (GradsWrongDtype, "shapes", "dtype of its parameter"),
+    (StaleBuffer, "shapes", "changed"),
+    (GlobalInit, "seed", "same seed"),
+    (NoisyScores, "deterministic", "scores(x) differs"),
+    (CachedWeights, "checkpoint", "cache nothing"),
+    (Untrainable, "overfit", "not 100%"),
+])
+def test_broken_models_fail_with_what_and_how(cls, check, words):
+    message = failing_message(check_model, cls, SoftmaxOptions, name="broken")
+    assert f"model 'broken' failed check '{check}'" in message
+    assert words in message
+    assert "How to fix:" in message
+
+
+def test_options_without_default():
+    message = failing_message(check_model, SoftmaxClassifier, NoDefault)
+    assert "failed check 'options'" in message and "has no default" in message
+
+
+def test_a_correct_model_passes_and_skip_is_validated():
+    check_model(SoftmaxClassifier, SoftmaxOptions)
+    names = [c.name for c in model_checks(SoftmaxClassifier, SoftmaxOptions,
+                                          skip=["overfit"])]
+    assert names == [n for n in MODEL_CHECKS if n != "overfit"]
+    with pytest.raises(ValueError, match="unknown model checks"):
+        model_checks(SoftmaxClassifier, SoftmaxOptions, skip=["nope"])
+
+
+def test_options_given_as_dict_are_validated():
+    check_model(SoftmaxClassifier, SoftmaxOptions, options={"reg": "0.001"})
+    message = failing_message(check_model, SoftmaxClassifier, SoftmaxOptions,
+                              options={"reg": "-1"})
+    assert "options cannot be built" in message
+
+# ------------------------------------------------------------------ broken optimizers
+
+
+class Replaces(BaseOptimizer):
+    def __init__(self, params, options):
+        super().__init__(params, 0.1)
+
+    def step(self, grads):
+        for k in self.params:
+            self.params[k] = self.params[k] - self.lr * grads[k]
+
+
+class Ascends(BaseOptimizer):
+    def __init__(self, params, options):
+        super().__init__(params, 0.1)
+
+    def step(self, grads):
+        for k, p in self.params.items():
+            p += self.lr * grads[k]
+
+
+class ForgetsCounter(BaseOptimizer):
+    """Adam-like bias correction with a counter kept outside state_dict."""
+
+    def __init__(self, params, options):
+        super().__init__(params, 0.05)
+        self.t = 0
+
+    def step(self, grads):
+        self.t += 1
+        for k, p in self.params.items():
+            m = self.buffer(f"m.{k}", p)
+            m *= 0.9
+            m += 0.1 * grads[k]
+            p -= self.lr * m / (1 - 0.9 ** self.t)
+
+
+class ListState(SGD):
+    def state_dict(self):
+        return {"history": [1, 2, 3]}
+
+
+class BadLr(SGD):
+    def start_epoch(self, epoch, epochs):
+        self.lr = float("nan")
+
+
+@pytest.mark.parametrize(("cls", "check", "words"), [
+    (Replaces, "in_place", "replaced params"),
+    (Ascends, "quadratic", "against the gradient"),
+    (ForgetsCounter, "state", "takes different steps"),
+    (ListState, "state", "not a numeric array"),
+    (BadLr, "start_epoch", "lr is nan"),
+])
+def test_broken_optimizers_fail_with_what_and_how(cls, check, words):
+    options = SGDOptions if issubclass(cls, SGD) else None
+    message = failing_message(check_optimizer, cls, options, name="broken")
+    assert f"optimizer 'broken' failed check '{check}'" in message
+    assert words in message and "How to fix:" in message
+
+
+def test_sgd_passes_every_optimizer_check():
+    checks = collect_checks(SGD, kind="optimizer", options_class=SGDOptions)
+    assert [c.name for c in checks] == list(OPTIMIZER_CHECKS)
+    for check in checks:
+        check()
+
+# ------------------------------------------------------------------ datasets
+
+
+def tiny_dataset(options, data_dir):
+    if data_dir is not None and not (data_dir / "ok").exists():
+        raise DataError(f"{data_dir}: no data")
+    rng = np.random.default_rng(0)
+    split = Split(rng.integers(0, 256, (20, 28, 28), dtype=np.uint8),
+                  (np.arange(20) % 10).astype(np.uint8))
+    return Dataset("tiny", split, split, source="generated")
+
+
+def test_a_correct_dataset_passes(tmp_path):
+    (tmp_path / "ok").touch()
+    check_dataset(tiny_dataset, data_dir=tmp_path)
+    check_dataset(tiny_dataset)
+
+
+def test_dataset_that_ignores_missing_files():
+    message = failing_message(check_dataset, lambda options, data_dir: tiny_dataset(None, None),
+                              name="lenient")
+    assert "failed check 'missing'" in message and "did not raise" in message
+
+
+def test_dataset_with_wrong_image_size():
+    def wide(options, data_dir):
+        if data_dir is not None:
+            raise DataError("none")
+        split = Split(np.zeros((4, 28, 30), np.uint8), np.zeros(4, np.uint8))
+        return Dataset("wide", split, split, source="x")
+
+    assert "not 28x28" in failing_message(check_dataset, wide)
+
+
+def test_dataset_raising_a_plain_exception():
+    def crashes(options, data_dir):
+        raise FileNotFoundError("nope")
+
+    message = failing_message(check_dataset, crashes)
+    assert "raised FileNotFoundError" in message and "DataError" in message
+
+# ------------------------------------------------------------------ plugins
+
+
+def make_plugin(**hooks) -> types.ModuleType:
+    module = types.ModuleType("kit_test_plugin")
+    for name, func in hooks.items():
+        setattr(module, name, hookimpl(func))
+    return module
+
+
+def test_plugin_module_cases_cover_its_registrations():
+    def mnistkit_register_models(register):
+        register("tiny-softmax", SoftmaxClassifier, options=SoftmaxOptions, help="x")
+
+    def mnistkit_register_optimizers(register):
+        register("plain-sgd", SGD, options=SGDOptions, help="x")
+
+    cases = conformance_cases(make_plugin(mnistkit_register_models=mnistkit_register_models,
+                                          mnistkit_register_optimizers=mnistkit_register_optimizers))
+    ids = [case.id for case in cases]
+    assert ids[0] == "plugin:kit_test_plugin:plugin"
+    assert "model:tiny-softmax:gradients" in ids and "optimizer:plain-sgd:state" in ids
+    assert not any(i.startswith("model:twolayer") for i in ids)  # built-ins are not included
+    for case in cases:
+        case.values[0]()
+
+
+def test_plugin_whose_hook_raises():
+    def mnistkit_register_models(register):
+        raise RuntimeError("boom")
+
+    message = failing_message(check_plugin, make_plugin(
+        mnistkit_register_models=mnistkit_register_models))
+    assert "failed check 'plugin'" in message and "RuntimeError: boom" in message
+
+
+def test_plugin_registering_a_bad_name():
+    def mnistkit_register_models(register):
+        register("Bad Name", SoftmaxClassifier)
+
+    assert "lower case" in failing_message(check_plugin, make_plugin(
+        mnistkit_register_models=mnistkit_register_models))
+
+
+def test_plugin_commands_are_checked():
+    import click
+
+    @click.command("hello")
+    def hello():
+        pass  # no docstring: no help text
+
+    def mnistkit_register_commands(cli):
+        cli.add_command(hello)
+
+    message = failing_message(check_plugin, make_plugin(
+        mnistkit_register_commands=mnistkit_register_commands))
+    assert "failed check 'commands'" in message and "no help text" in message
+
+
+def test_registered_name_needs_a_kind_and_is_looked_up():
+    with pytest.raises(ValueError, match="kind="):
+        collect_checks("twolayer")
+    from mnistkit.plugins import load_plugins
+
+    registry = load_plugins(entry_points=False).registry
+    checks = collect_checks("softmax", kind="model", registry=registry)
+    assert checks[0].id == "model:softmax:options"
