@@ -191,16 +191,16 @@ def write_idx(path: str | Path, array: np.ndarray) -> None:
     if not 1 <= array.ndim <= 255 or any(d >= 2**32 for d in array.shape):
         raise DataError(f"{path}: IDX cannot hold an array of shape {array.shape}")
     header = bytes([0, 0, code, array.ndim]) + np.asarray(array.shape, dtype=">u4").tobytes()
-    body = np.ascontiguousarray(array, dtype=IDX_DTYPES[code])
+    body = np.ascontiguousarray(array, dtype=IDX_DTYPES[code]).reshape(-1).view(np.uint8)
     path = Path(path)
     with atomic_write(path) as handle:
         if path.suffix == ".gz":
             with gzip.GzipFile(fileobj=handle, mode="wb", mtime=0, filename="") as gz:
                 gz.write(header)
-                gz.write(memoryview(body).cast("B"))
+                gz.write(body.data)
         else:
             handle.write(header)
-            handle.write(memoryview(body).cast("B"))
+            handle.write(body.data)
 
 
 def read_idx_pair(images_path: str | Path, labels_path: str | Path,
