@@ -1,0 +1,341 @@
+"""The bundled MNIST against its published facts, folder layouts, checksums and the cache."""
+
+import json
+import os
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mnistkit.data import cache
+from mnistkit.data.cache import fresh_reads, read_idx_cached
+from mnistkit.data.idx import write_idx
+from mnistkit.data.mnist import (
+    BUNDLED_DIR,
+    FILE_NAMES,
+    MNIST_MD5,
+    find_idx_files,
+    load_idx_folder,
+    load_mnist,
+    verify_mnist,
+)
+from mnistkit.data.summary import choose_samples, class_counts, pixel_mean_std
+from mnistkit.errors import DataError
+
+TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    return load_mnist()
+
+
+# -- the bundled data: known facts from shared/mnist/README.md ---------------------------
+
+def test_bundled_mnist_shapes_and_dtypes(mnist):
+    assert mnist.name == "mnist"
+    assert mnist.train.images.shape == (60000, 28, 28)
+    assert mnist.test.images.shape == (10000, 28, 28)
+    for split in (mnist.train, mnist.test):
+        assert split.images.dtype == np.uint8 and split.labels.dtype == np.uint8
+    assert mnist.class_names == tuple("0123456789")
+    assert mnist.source.startswith("bundled")
+
+
+def test_bundled_mnist_class_counts_and_first_labels(mnist):
+    assert class_counts(mnist.train.labels, 10) == TRAIN_COUNTS
+    assert class_counts(mnist.test.labels, 10) == TEST_COUNTS
+    assert mnist.train.labels[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
+    assert mnist.test.labels[:10].tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]
+
+
+def test_bundled_mnist_pixel_mean_and_std(mnist):
+    mean, std = pixel_mean_std(mnist.train.images)
+    assert round(mean, 4) == 0.1307
+    assert round(std, 4) == 0.3081
+    as_float = mnist.test.images.astype(np.float64) / 255
+    assert pixel_mean_std(mnist.test.images) == pytest.approx((as_float.mean(), as_float.std()),
+                                                              rel=1e-12)
+
+
+def test_bundled_mnist_checksums(mnist):
+    assert mnist.files == MNIST_MD5
+    assert mnist.verified
+    checks = verify_mnist()
+    assert [(c.name, c.status) for c in checks] == [(n, "ok") for n in FILE_NAMES]
+
+
+def _python_mnist(split: str):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # python-mnist 0.7 uses `is` with literals
+        from mnist import MNIST
+    reader = MNIST(str(BUNDLED_DIR), gz=True)  # lists; np.array over them is slow
+    images, labels = reader.load_testing() if split == "test" else reader.load_training()
+    flat = np.frombuffer(b"".join(bytes(row) for row in images), dtype=np.uint8)
+    return flat, np.asarray(labels, dtype=np.uint8)
+
+
+def test_same_arrays_as_python_mnist_test_split(mnist):
+    images, labels = _python_mnist("test")
+    np.testing.assert_array_equal(mnist.test.images.reshape(-1), images)
+    np.testing.assert_array_equal(mnist.test.labels, labels)
+
+
+@pytest.mark.slow
+def test_same_arrays_as_python_mnist_train_split(mnist):
+    images, labels = _python_mnist("train")  # ~5 s
+    np.testing.assert_array_equal(mnist.train.images.reshape(-1), images)
+    np.testing.assert_array_equal(mnist.train.labels, labels)
+
+
+# -- folders: a tiny MNIST-like dataset in every accepted layout -------------------------
+
+def tiny(seed: int = 0, n_train: int = 12, n_test: int = 5, n_classes: int = 10):
+    rng = np.random.default_rng(seed)
+    return {
+        "train-images-idx3-ubyte": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
+        "train-labels-idx1-ubyte": rng.integers(0, n_classes, n_train, dtype=np.uint8),
+        "t10k-images-idx3-ubyte": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
+        "t10k-labels-idx1-ubyte": rng.integers(0, n_classes, n_test, dtype=np.uint8),
+    }
+
+
+def write_folder(folder: Path, arrays: dict, spell=lambda name: name, names=None) -> Path:
+    for name in names or arrays:
+        target = folder / spell(name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_idx(target, arrays[name])
+    return folder
+
+
+SPELLINGS = {
+    "plain": lambda n: n,
+    "gz": lambda n: n + ".gz",
+    "dotted": lambda n: n.replace("-idx", ".idx"),
+    "dotted-gz": lambda n: n.replace("-idx", ".idx") + ".gz",
+    "kaggle": lambda n: f"{n}/{n}",
+    "torchvision": lambda n: f"MNIST/raw/{n}",
+    "torchvision-raw-gz": lambda n: f"raw/{n}.gz",
+}
+
+
+@pytest.mark.parametrize("spelling", SPELLINGS)
+def test_each_accepted_layout_loads(tmp_path, spelling):
+    arrays = tiny()
+    write_folder(tmp_path, arrays, SPELLINGS[spelling])
+    data = load_mnist(tmp_path)
+    np.testing.assert_array_equal(data.train.images, arrays["train-images-idx3-ubyte"])
+    np.testing.assert_array_equal(data.test.labels, arrays["t10k-labels-idx1-ubyte"])
+    assert data.source == str(tmp_path)
+    assert not data.verified  # not the published files
+    assert set(data.files) == set(FILE_NAMES) and data.expected_md5 == MNIST_MD5
+
+
+def test_plain_file_is_preferred_over_gz(tmp_path):
+    write_folder(tmp_path, tiny(0), SPELLINGS["gz"])
+    write_folder(tmp_path, tiny(1), SPELLINGS["plain"])
+    found = find_idx_files(tmp_path)
+    assert all(not p.name.endswith(".gz") for p in found.values())
+    np.testing.assert_array_equal(load_mnist(tmp_path).train.images,
+                                  tiny(1)["train-images-idx3-ubyte"])
+
+
+def test_half_the_files_lists_what_is_missing_and_accepted_names(tmp_path):
+    write_folder(tmp_path, tiny(), names=["train-images-idx3-ubyte", "train-labels-idx1-ubyte"])
+    with pytest.raises(DataError) as info:
+        load_mnist(tmp_path)
+    message = str(info.value)
+    assert message.startswith(f"{tmp_path}: missing t10k-images-idx3-ubyte, "
+                              "t10k-labels-idx1-ubyte; found train-images-idx3-ubyte")
+    assert "train-images.idx3-ubyte" in message and ".gz" in message and "MNIST/raw/" in message
+
+
+def test_missing_folder(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        load_mnist(tmp_path / "nowhere")
+
+
+def test_generic_folder_loader_for_other_datasets(tmp_path):
+    arrays = tiny(n_classes=3)
+    write_folder(tmp_path / "FashionMNIST" / "raw", arrays, SPELLINGS["gz"])
+    md5 = {n: load_idx_folder(tmp_path, "x", ("a", "b", "c"),
+                              torchvision_name="FashionMNIST").files[n] for n in FILE_NAMES}
+    data = load_idx_folder(tmp_path, "three", ("a", "b", "c"), md5,
+                           torchvision_name="FashionMNIST")
+    assert data.name == "three" and data.n_classes == 3 and data.verified
+    wrong = dict(md5, **{"t10k-labels-idx1-ubyte": "0" * 32})
+    assert not load_idx_folder(tmp_path, "three", ("a", "b", "c"), wrong,
+                               torchvision_name="FashionMNIST").verified
+
+
+def test_label_beyond_the_class_names_is_refused(tmp_path):
+    arrays = tiny()
+    arrays["t10k-labels-idx1-ubyte"][3] = 10
+    write_folder(tmp_path, arrays)
+    with pytest.raises(DataError, match=r"t10k-labels-idx1-ubyte: label 10 at index 3"):
+        load_mnist(tmp_path)
+
+
+def test_image_and_label_counts_must_agree(tmp_path):
+    arrays = tiny()
+    arrays["train-labels-idx1-ubyte"] = arrays["train-labels-idx1-ubyte"][:-1]
+    write_folder(tmp_path, arrays)
+    with pytest.raises(DataError, match="has 12 images but .*has 11 labels"):
+        load_mnist(tmp_path)
+
+
+def test_a_changed_file_fails_verification(tmp_path):
+    for name in FILE_NAMES[:3]:
+        os.symlink(BUNDLED_DIR / f"{name}.gz", tmp_path / f"{name}.gz")
+    labels = load_mnist().test.labels.copy()
+    labels[0] = (labels[0] + 1) % 10
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte", labels)
+    data = load_mnist(tmp_path)
+    assert not data.verified
+    status = {c.name: c.status for c in verify_mnist(tmp_path)}
+    assert status == {**{n: "ok" for n in FILE_NAMES[:3]}, "t10k-labels-idx1-ubyte": "mismatch"}
+
+
+# -- samples ----------------------------------------------------------------------------
+
+def test_choose_samples_is_reproducible_and_filters_by_class(mnist):
+    labels = mnist.train.labels
+    first = choose_samples(labels, 25, seed=3)
+    assert first.tolist() == choose_samples(labels, 25, seed=3).tolist()
+    assert len(set(first.tolist())) == 25
+    sevens = choose_samples(labels, 40, seed=1, digit=7)
+    assert len(sevens) == 40 and set(labels[sevens].tolist()) == {7}
+    assert len(choose_samples(np.array([1, 2, 1], np.uint8), 10, seed=0, digit=1)) == 2
+
+
+# -- the decompressed cache ---------------------------------------------------------------
+
+@pytest.fixture
+def own_cache(tmp_path, monkeypatch):
+    folder = tmp_path / "cache"
+    monkeypatch.setenv("MNISTKIT_CACHE_DIR", str(folder))
+    return folder / cache.CACHE_SUBDIR
+
+
+def test_warm_read_equals_cold_read(tmp_path, own_cache):
+    source = write_folder(tmp_path / "d", tiny(), SPELLINGS["gz"]) / "t10k-images-idx3-ubyte.gz"
+    cold = read_idx_cached(source, ndim=3, dtype=np.uint8)
+    warm = read_idx_cached(source, ndim=3, dtype=np.uint8)
+    assert not cold.cached and warm.cached
+    np.testing.assert_array_equal(cold.array, warm.array)
+    assert warm.md5 == cold.md5 and warm.array.dtype == np.uint8
+    assert len(list(own_cache.glob("*.npy"))) == 1
+
+
+def test_whole_dataset_from_the_cache_equals_the_source(own_cache, mnist):
+    again = load_mnist()
+    assert len(list(own_cache.glob("*.npy"))) == 4
+    warm = load_mnist()
+    for split in ("train", "test"):
+        np.testing.assert_array_equal(warm.split(split).images, mnist.split(split).images)
+        np.testing.assert_array_equal(warm.split(split).labels, again.split(split).labels)
+    assert warm.files == MNIST_MD5 and warm.verified
+
+
+def test_a_changed_source_is_not_served_stale(tmp_path, own_cache):
+    path = tmp_path / "labels"
+    write_idx(path, np.arange(5, dtype=np.uint8))
+    stamp = path.stat().st_mtime_ns
+    assert read_idx_cached(path).array.tolist() == [0, 1, 2, 3, 4]
+    write_idx(path, np.arange(5, 10, dtype=np.uint8))  # same size
+    os.utime(path, ns=(stamp, stamp))  # even with the old modification time
+    fresh = read_idx_cached(path)
+    assert not fresh.cached and fresh.array.tolist() == [5, 6, 7, 8, 9]
+    assert len(list(own_cache.glob("*.npy"))) == 1  # the stale entry was removed
+
+
+@pytest.mark.parametrize("damage", ["flip-data", "truncate", "garbage-json", "missing-npy",
+                                    "pickle"])
+def test_a_damaged_cache_entry_is_ignored_and_rewritten(tmp_path, own_cache, damage):
+    path = tmp_path / "images"
+    original = np.random.default_rng(0).integers(0, 256, (20, 28, 28), dtype=np.uint8)
+    write_idx(path, original)
+    read_idx_cached(path)
+    npy = next(own_cache.glob("*.npy"))
+    if damage == "flip-data":
+        raw = bytearray(npy.read_bytes())
+        raw[-100] ^= 0xFF
+        npy.write_bytes(bytes(raw))
+    elif damage == "truncate":
+        npy.write_bytes(npy.read_bytes()[:300])
+    elif damage == "garbage-json":
+        npy.with_suffix(".json").write_text("{not json")
+    elif damage == "missing-npy":
+        npy.unlink()
+    else:
+        np.save(npy, np.array([object()], dtype=object), allow_pickle=True)
+    again = read_idx_cached(path)
+    assert not again.cached
+    np.testing.assert_array_equal(again.array, original)
+    assert read_idx_cached(path).cached  # rewritten
+
+
+def test_fresh_reads_bypass_a_tampered_cache_record(tmp_path, own_cache):
+    path = tmp_path / "labels"
+    write_idx(path, np.arange(5, dtype=np.uint8))
+    real = read_idx_cached(path).md5
+    record = next(own_cache.glob("*.json"))
+    meta = json.loads(record.read_text())
+    meta["md5"] = "0" * 32
+    record.write_text(json.dumps(meta))
+    assert read_idx_cached(path).md5 == "0" * 32  # plain loads trust the cache...
+    with fresh_reads():
+        assert read_idx_cached(path).md5 == real  # ...verification does not
+
+
+def test_no_cache_env_disables_the_cache(tmp_path, own_cache, monkeypatch):
+    monkeypatch.setenv("MNISTKIT_NO_CACHE", "1")
+    path = tmp_path / "labels"
+    write_idx(path, np.arange(5, dtype=np.uint8))
+    assert not read_idx_cached(path).cached and not read_idx_cached(path).cached
+    assert not own_cache.exists()
+
+
+def test_unusable_cache_folder_falls_back_silently(tmp_path, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("MNISTKIT_CACHE_DIR", str(blocker / "cache"))
+    path = tmp_path / "labels"
+    write_idx(path, np.arange(5, dtype=np.uint8))
+    assert read_idx_cached(path).array.tolist() == [0, 1, 2, 3, 4]
+
+    def no_home():
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.setattr(cache, "cache_dir", no_home)
+    assert read_idx_cached(path).array.tolist() == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.skipif(os.geteuid() == 0 if hasattr(os, "geteuid") else True,
+                    reason="root ignores file permissions")
+def test_read_only_cache_folder_falls_back_silently(tmp_path, monkeypatch):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o500)
+    monkeypatch.setenv("MNISTKIT_CACHE_DIR", str(folder))
+    try:
+        path = tmp_path / "labels"
+        write_idx(path, np.arange(5, dtype=np.uint8))
+        assert read_idx_cached(path).array.tolist() == [0, 1, 2, 3, 4]
+    finally:
+        folder.chmod(0o700)
+
+
+def test_errors_in_the_source_are_reported_even_with_a_cache(tmp_path, own_cache):
+    path = tmp_path / "labels"
+    write_idx(path, np.arange(5, dtype=np.uint8))
+    read_idx_cached(path)
+    shutil.copyfile(path, tmp_path / "copy")
+    (tmp_path / "copy").write_bytes((tmp_path / "copy").read_bytes()[:-1])
+    with pytest.raises(DataError, match="truncated"):
+        read_idx_cached(tmp_path / "copy")
+    with pytest.raises(DataError, match="has 1 dimensions"):
+        read_idx_cached(path, ndim=3)  # a cached entry of the wrong shape is not a hit
