@@ -27,10 +27,10 @@ _STATUS_STYLE = {"ok": "green", "mismatch": "bold red", "unknown": "yellow"}
 @json_option
 def inspect_command(dataset_name: str, data_dir: Path | None, verify: bool,
                     as_json: bool) -> None:
-    """Show what a dataset holds: per split the count, image shape, dtype, images per
-    class, pixel mean and standard deviation (0..1 scale) and checksum status.
+    """Check a dataset: counts, classes, checksums.
 
-    The sanity check to run first. Without --verify the checksums shown are the ones
+    Per split: the number of images, image shape and dtype, images per class, pixel
+    mean and standard deviation (0..1 scale) and checksum status. The sanity check to run first. Without --verify the checksums shown are the ones
     computed when the files were first read (kept in the cache).
 
     \b
@@ -128,7 +128,10 @@ def _render_inspect(summary: dict[str, Any]) -> None:
 def show_samples_command(dataset_name: str, data_dir: Path | None, count: int, split: str,
                          digit: int | None, seed: int | None, output: Path,
                          terminal: bool) -> None:
-    """Draw a grid of random samples, each titled with its label, into a PNG.
+    """Draw random samples with their labels.
+
+    A grid of random samples, each titled with its label, drawn into a PNG (its path is
+    printed), or previewed in the terminal with --terminal.
 
     \b
     Example:
