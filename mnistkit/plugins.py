@@ -98,7 +98,7 @@ class Plugins:
 
     def _call_each(self, hook_name: str, kwargs_for: Any) -> None:
         caller = getattr(self.manager.hook, hook_name)
-        for impl in reversed(caller.get_hookimpls()):
+        for impl in caller.get_hookimpls():  # registration order: built-ins first
             name = impl.plugin_name
             try:
                 impl.function(**kwargs_for(name))
@@ -108,7 +108,9 @@ class Plugins:
     def _problem(self, name: str, exc: BaseException) -> None:
         dist = self._dists.get(name, ("mnistkit", ""))[0]
         text = str(exc) if isinstance(exc, MnistkitError) else f"{type(exc).__name__}: {exc}"
-        self.problems.append(PluginProblem(name, dist, text.splitlines()[0] if text else ""))
+        problem = PluginProblem(name, dist, text.splitlines()[0] if text else "")
+        if problem not in self.problems:  # build_cli may call the command hook again
+            self.problems.append(problem)
 
 
 def _version(dist: str) -> str:
