@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from mnistkit.batches import DEFAULT_PIXEL_SCALE, BatchMaker
+from mnistkit.models.base import softmax
 
 EVAL_BATCH = 1000
 
@@ -67,10 +68,7 @@ class Evaluation:
 def evaluate(model: Any, images: np.ndarray, labels: np.ndarray, n_classes: int,
              pixel_scale: float = DEFAULT_PIXEL_SCALE) -> Evaluation:
     """Accuracy, mean cross-entropy, confusion matrix and per-class precision/recall."""
-    scores = predict_scores(model, images, pixel_scale)
-    scores -= scores.max(axis=1, keepdims=True)
-    np.exp(scores, out=scores)
-    scores /= scores.sum(axis=1, keepdims=True)
+    scores = softmax(predict_scores(model, images, pixel_scale))
     predictions = scores.argmax(axis=1)
     true_probs = scores[np.arange(len(labels)), labels]
     loss = float(-np.mean(np.log(np.maximum(true_probs, np.finfo(np.float32).tiny))))

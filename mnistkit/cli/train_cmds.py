@@ -138,13 +138,16 @@ def train_command(model_name: str, optimizer_name: str, model_options: tuple[str
         click.echo(f"Interrupted at epoch {run.trainer.epoch + 1}, step {run.trainer.step}: "
                    f"checkpoint saved. Resume with: mnistkit train --resume {run.path}", err=True)
         sys.exit(EXIT_INTERRUPTED)
+    from mnistkit.plots import save_history_plot  # matplotlib: imported only here
+
+    save_history_plot(run.path)  # RUN/history.png, as 'mnistkit visualise history RUN'
     if as_json:
         print_json({"run": str(run.path), **record})
         return
     m = record["metrics"]
     out_console.print(
         f"[bold]test accuracy {m['test_accuracy']:.2%}[/] (best epoch {record['best_epoch']}, "
-        f"val {m['val_accuracy']:.2%}) in {record['wall_seconds']:.1f} s; run saved to "
+        f"val {_pct(m['val_accuracy'])}) in {record['wall_seconds']:.1f} s; run saved to "
         f"[cyan]{run.path}[/]")
 
 
@@ -165,10 +168,11 @@ def _train_with_progress(run: Any, stop: _StopFlag, show: bool, out: Any) -> Non
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     record = run.record
-    out.print(f"Training [bold]{record['model']}[/] {record['model_options']} with "
-              f"[bold]{record['optimizer']}[/] {record['optimizer_options']} on "
-              f"{record['dataset']['name']} ({record['dataset']['n_train']} train, "
-              f"{record['dataset']['n_val']} val) -> {run.path}")
+    out.print(f"Training [bold]{record['model']}[/] ({_format_options(record['model_options'])})"
+              f" with [bold]{record['optimizer']}[/] "
+              f"({_format_options(record['optimizer_options'])}) on {record['dataset']['name']} "
+              f"({record['dataset']['n_train']} train, {record['dataset']['n_val']} val images)"
+              f" -> {run.path}")
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/"
                "{task.total}"), TextColumn("loss {task.fields[loss]:.4f}"), TimeRemainingColumn())
     with Progress(*columns, console=out, transient=True) as progress:
@@ -192,6 +196,10 @@ def _train_with_progress(run: Any, stop: _StopFlag, show: bool, out: Any) -> Non
                     f"{event.seconds:.2f}s")
             if stop.requested and task is not None:
                 progress.update(task, description="stopping…")
+
+
+def _format_options(options: dict[str, Any]) -> str:
+    return " ".join(f"{k}={v}" for k, v in options.items()) or "no options"
 
 
 def _pct(value: float) -> str:
