@@ -30,8 +30,9 @@ def inspect_command(dataset_name: str, data_dir: Path | None, verify: bool,
     """Check a dataset: counts, classes, checksums.
 
     Per split: the number of images, image shape and dtype, images per class, pixel
-    mean and standard deviation (0..1 scale) and checksum status. The sanity check to run first. Without --verify the checksums shown are the ones
-    computed when the files were first read (kept in the cache).
+    mean and standard deviation (0..1 scale) and checksum status. The sanity check to
+    run first. Without --verify the checksums shown are the ones computed when the
+    files were first read (kept in the cache).
 
     \b
     Example:
