@@ -272,7 +272,13 @@ def history_figure(curves: Sequence[RunCurves], title: str = "") -> Figure:
     train (dashed) / validation (solid) accuracy per epoch, one colour per run."""
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
-    from matplotlib.ticker import FuncFormatter, MaxNLocator, PercentFormatter
+    from matplotlib.ticker import (
+        FuncFormatter,
+        LogLocator,
+        MaxNLocator,
+        NullFormatter,
+        PercentFormatter,
+    )
 
     if not curves:
         raise ValueError("history_figure needs at least one run")
@@ -294,10 +300,9 @@ def history_figure(curves: Sequence[RunCurves], title: str = "") -> Figure:
                         marker="s", markersize=4, linewidth=1.8)
     if all(np.all(c.step_loss > 0) for c in curves):
         loss_ax.set_yscale("log")
-        plain = FuncFormatter(lambda v, _: f"{v:g}")
-        loss_ax.yaxis.set_major_formatter(plain)
-        loss_ax.yaxis.set_minor_formatter(plain)
-        loss_ax.tick_params(axis="y", which="minor", labelsize=7)
+        loss_ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        loss_ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        loss_ax.yaxis.set_minor_formatter(NullFormatter())
         loss_ax.set_ylabel("training loss (log scale)")
     else:
         loss_ax.set_ylabel("training loss")
@@ -312,6 +317,7 @@ def history_figure(curves: Sequence[RunCurves], title: str = "") -> Figure:
     if len(per_epoch) == 1 and (spe := per_epoch.pop()) > 0:
         top = loss_ax.secondary_xaxis("top", functions=(lambda s, k=spe: s / k,
                                                         lambda e, k=spe: e * k))
+        top.xaxis.set_major_locator(MaxNLocator(integer=True))
         top.set_xlabel("epoch", fontsize=9)
     acc_ax.set_title("Accuracy per epoch", fontsize=10)
     acc_ax.set_xlabel("epoch")
@@ -332,7 +338,8 @@ def history_figure(curves: Sequence[RunCurves], title: str = "") -> Figure:
 
 
 def weights_figure(images: np.ndarray, titles: Sequence[str], title: str = "",
-                   max_cols: int = 8, cmap: str = WEIGHTS_CMAP) -> Figure:
+                   max_cols: int = 8, cmap: str = WEIGHTS_CMAP,
+                   scale_label: str = "weight (0 = white)") -> Figure:
     """First-layer weights as images ``(units, rows, cols)`` on one diverging colour
     scale centred at 0 (shared by all panels, clipped at the 99.5th percentile of |w|)."""
     from matplotlib.figure import Figure
@@ -354,7 +361,7 @@ def weights_figure(images: np.ndarray, titles: Sequence[str], title: str = "",
                           interpolation="nearest")
         ax.set_title(str(titles[index]), fontsize=9, pad=2)
     bar = fig.colorbar(shown, ax=axes, shrink=min(0.9, 0.25 + 0.25 * rows), aspect=25)
-    bar.set_label("weight (0 = white)", fontsize=9)
+    bar.set_label(scale_label, fontsize=9)
     if title:
         fig.suptitle(title, fontsize=11)
     return fig
@@ -394,7 +401,7 @@ def confusion_figure(matrix: np.ndarray, class_names: Sequence[str], title: str 
     ax.set_ylabel("true class")
     ax.xaxis.set_label_position("top")
     ax.xaxis.tick_top()
-    bar = fig.colorbar(shown, ax=ax, shrink=0.85)
+    bar = fig.colorbar(shown, ax=ax, shrink=0.85, format="{x:g}")
     bar.set_label("images (log scale)")
     if title:
         ax.set_title(title, fontsize=10)
@@ -405,10 +412,14 @@ def errors_figure(images: np.ndarray, labels: np.ndarray, predictions: np.ndarra
                   confidence: np.ndarray, class_names: Sequence[str], title: str = "") -> Figure:
     """A gallery of misclassified images, each titled with its true class, the predicted
     class and the predicted probability (the sample grid, retitled)."""
+    import textwrap
+
     fig = sample_grid(images, predictions, class_names, title=title)
     titles = error_titles(labels, predictions, confidence, class_names)
     for ax, text in zip(fig.axes, titles, strict=False):
         ax.set_title(text, fontsize=8, pad=2)
+    if title:  # the grid can be narrower than the title: wrap it (about 11 chars per inch)
+        fig.suptitle(textwrap.fill(title, max(20, int(fig.get_figwidth() * 11))), fontsize=11)
     return fig
 
 

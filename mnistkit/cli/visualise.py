@@ -175,8 +175,9 @@ def history_command(runs: tuple[Path, ...], output: Path | None, show: bool) -> 
     title = (f"Training history of {runs[0].name}" if len(runs) == 1 else
              f"Training history of {len(runs)} runs")
     fig = history_figure(curves, title=title)
-    steps = ", ".join(str(len(c.step_loss)) for c in curves)
-    _finish(fig, output, f"{len(curves)} run(s), {steps} steps", show)
+    steps = " + ".join(str(len(c.step_loss)) for c in curves)
+    _finish(fig, output, f"{len(curves)} run{'s' if len(curves) > 1 else ''}, {steps} steps",
+            show)
 
 
 @visualise_group.command("weights")
@@ -224,9 +225,10 @@ def weights_command(run_path: Path, max_units: int, minus_init: bool, output: Pa
         title = f"{run_path.name} ({model_name}): class templates{change}"
     else:
         titles = [f"unit {i}" for i in range(len(images))]
-        title = (f"{run_path.name} ({model_name}): first-layer weights{change} of "
+        title = (f"{run_path.name} ({model_name}): first-layer weights{change}, "
                  f"{len(images)} of {weights.shape[1]} hidden units")
-    fig = weights_figure(images, titles, title=title)
+    fig = weights_figure(images, titles, title=title, scale_label=(
+        "change since the start (0 = white)" if minus_init else "weight (0 = white)"))
     _finish(fig, output or run_path / "weights.png", f"{len(images)} panels", show)
 
 
