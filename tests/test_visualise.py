@@ -60,9 +60,9 @@ def runs(cli, tmp_path_factory):
     run(cli, "train", "--model", "softmax", *TINY, "--out", made["softmax"])
     run(cli, "train", "--model", "twolayer", "-m", "hidden_size=24", *TINY,
         "--out", made["twolayer"])
-    run(cli, "train", "--model", "softmax", "-o", "momentum=0.9", *TINY,
+    run(cli, "train", "--model", "softmax", "-o", "momentum=0.9", *TINY, "--epochs", "1",
         "--out", made["momentum"])
-    run(cli, "train", "--model", "opaque", *TINY, "--out", made["opaque"])
+    run(cli, "train", "--model", "opaque", *TINY, "--epochs", "1", "--out", made["opaque"])
     return made
 
 
