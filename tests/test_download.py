@@ -162,7 +162,7 @@ def test_wrong_checksum_everywhere_is_a_clear_error_and_leaves_nothing(server, c
     message = str(info.value)
     assert "wrong checksum" in message and "deleted" in message
     assert "--data-dir" in message and FILES[0].name in message
-    assert leftovers(cache / "toy") == []
+    assert not (cache / "toy").exists()  # not even an empty folder is left
 
 
 def test_dropped_connection_leaves_no_partial_file(server, cache):
@@ -242,3 +242,14 @@ def test_remote_file_declarations_are_validated(kwargs):
 def test_only_http_mirrors(tmp_path):
     with pytest.raises(ValueError, match="not an http"):
         fetch_files("toy", FILES[:1], ["file:///etc/"], folder=tmp_path)
+
+
+def test_serve_folder_helper_for_plugin_tests(tmp_path, cache):
+    from mnistkit.testing import serve_folder
+
+    (tmp_path / "good").mkdir()
+    (tmp_path / "good" / FILES[0].name).write_bytes(IMAGES)
+    with serve_folder(tmp_path) as server:
+        folder = fetch_files("toy", FILES[:1], [server.url + "bad/", server.url + "good/"])
+    assert (folder / FILES[0].name).read_bytes() == IMAGES
+    assert server.requests == [f"/bad/{FILES[0].name}", f"/good/{FILES[0].name}"]

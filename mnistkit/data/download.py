@@ -174,6 +174,8 @@ def _fetch_one(dataset: str, remote: RemoteFile, mirrors: Sequence[str], target:
         except _MirrorFailed as exc:
             log.info("%s: %s failed: %s", dataset, url, exc)
             failures.append(f"{url}: {exc}")
+    with contextlib.suppress(OSError):
+        target.rmdir()  # only if empty: leave nothing behind for a failed first download
     names = " ".join(f.name for f in files)
     tried = "; ".join(failures) if failures else "no mirrors are configured"
     raise DownloadError(

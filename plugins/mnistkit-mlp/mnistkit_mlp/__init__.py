@@ -1,0 +1,26 @@
+"""mnistkit plugin: the ``mlp`` model, any number of hidden ReLU layers.
+
+Installed, it is found through the ``mnistkit`` entry-point group::
+
+    pip install mnistkit-mlp
+    mnistkit train --model mlp
+    mnistkit train --model mlp -m layers=1024,512,256 -m dropout=0.2
+    mnistkit gradcheck --model mlp -m layers=64,32
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mnistkit import hookimpl
+
+__version__ = "0.1.0"
+
+
+@hookimpl
+def mnistkit_register_models(register: Any) -> None:
+    """Register ``mlp``."""
+    from mnistkit_mlp.model import MLP, MLPOptions
+
+    register("mlp", MLP, options=MLPOptions,
+             help="784 -> layers... -> 10 ReLU network with optional dropout and L2.")
