@@ -98,7 +98,9 @@ def read_png(path: Path, fig) -> np.ndarray:
     assert 300 <= pixels.shape[1] <= 2000 and 200 <= pixels.shape[0] <= 2000
     grey = pixels[..., :3].mean(axis=2)
     assert grey.std() > 0.05                       # not a blank page
-    assert len(np.unique(pixels[..., :3].reshape(-1, 3), axis=0)) > 50  # colour, text, lines
+    rgb = np.round(pixels[..., :3] * 255).astype(np.int32)
+    codes = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+    assert len(np.unique(codes)) > 50                # colours, anti-aliased text and lines
     return pixels
 
 
