@@ -25,7 +25,7 @@ class SoftmaxOptions:
     """Options of ``softmax``."""
 
     reg: float = dataclasses.field(default=1e-5, metadata={"help": "L2 strength on W"})
-    init_std: float = dataclasses.field(default=0.001, metadata={"help": "std of initial W"})
+    init_std: float = dataclasses.field(default=1e-4, metadata={"help": "std of initial W"})
 
     def __post_init__(self) -> None:
         if self.reg < 0:

@@ -32,7 +32,7 @@ class TwoLayerOptions:
     """Options of ``twolayer``."""
 
     hidden_size: int = dataclasses.field(default=256, metadata={"help": "hidden ReLU units"})
-    reg: float = dataclasses.field(default=1e-4, metadata={"help": "L2 strength on W1, W2"})
+    reg: float = dataclasses.field(default=1e-5, metadata={"help": "L2 strength on W1, W2"})
     init_scale: float = dataclasses.field(
         default=1.0, metadata={"help": "multiplier on the He std sqrt(2/fan_in)"})
 

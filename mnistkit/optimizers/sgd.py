@@ -7,6 +7,8 @@ Per parameter ``p`` with gradient ``g``, learning rate ``lr`` and momentum ``mu`
     nesterov:  v <- mu * v - lr * g;   p <- p + mu * v - lr * g
 
 The learning rate follows ``schedule`` per epoch (constant, step or cosine decay).
+The defaults (no momentum, ``lr=0.8`` decayed by a cosine over the run) train the
+built-in models on [0, 1]-scaled MNIST well within 20 epochs.
 """
 
 from __future__ import annotations
@@ -23,11 +25,11 @@ from mnistkit.optimizers.base import BaseOptimizer, scheduled_lr
 class SGDOptions:
     """Options of ``sgd``."""
 
-    lr: float = dataclasses.field(default=0.1, metadata={"help": "learning rate (> 0)"})
+    lr: float = dataclasses.field(default=0.8, metadata={"help": "learning rate (> 0)"})
     momentum: float = dataclasses.field(default=0.0, metadata={"help": "momentum in [0, 1)"})
     nesterov: bool = dataclasses.field(default=False, metadata={"help": "Nesterov momentum"})
     schedule: Literal["constant", "step", "cosine"] = dataclasses.field(
-        default="constant", metadata={"help": "learning-rate decay per epoch"})
+        default="cosine", metadata={"help": "learning-rate decay per epoch"})
     step_size: int = dataclasses.field(default=1, metadata={"help": "epochs per step decay"})
     gamma: float = dataclasses.field(default=0.5, metadata={"help": "factor per step decay"})
 
