@@ -106,12 +106,11 @@ class Trainer:
         """
         cfg = self.config
         while self.epoch < cfg.epochs:
+            # Also when resuming mid-epoch: the schedule depends only on (epoch, epochs).
+            self.optimizer.start_epoch(self.epoch, cfg.epochs)
             if self.step == 0:
-                self.optimizer.start_epoch(self.epoch, cfg.epochs)
                 self.order = self._epoch_order()
-                self._epoch_started = time.perf_counter()
-            elif not hasattr(self, "_epoch_started"):
-                self._epoch_started = time.perf_counter()
+            self._epoch_started = time.perf_counter()
             yield EpochStarted(self.epoch, cfg.epochs, self.steps, float(self.optimizer.lr))
             while self.step < self.steps:
                 if should_stop():

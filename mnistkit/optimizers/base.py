@@ -8,7 +8,9 @@ dict, which it updates in place. It has:
   buffers, step counters as 0-d arrays). Keys are plain strings; values numeric arrays.
 - ``load_state_dict(state)``: restore what ``state_dict`` returned.
 - ``start_epoch(epoch, epochs)``: called by the trainer before each epoch
-  (0-based), so a learning-rate schedule can act; may do nothing.
+  (0-based), and again when a run resumes in the middle of an epoch, so a
+  learning-rate schedule can act. It must depend only on its arguments (and the
+  options), not on how often it was called; it may do nothing.
 - ``lr``: the learning rate in use now (for progress display).
 
 :class:`BaseOptimizer` provides the bookkeeping; subclasses write ``step``.
