@@ -4,7 +4,13 @@ Figures are built with :class:`matplotlib.figure.Figure` directly, not pyplot, s
 library never touches the global backend or keeps figures alive: in a notebook the
 returned figure displays as usual, and :func:`save_figure` renders with Agg.
 Colour maps default to colour-blind-safe ones: ``gray_r`` for digits (ink dark on
-white), ``viridis``/``cividis`` for heat maps.
+white), ``viridis``/``cividis`` for heat maps, ``PuOr`` for signed weights, and the
+Okabe-Ito palette for lines.
+
+The figures of a trained run (history, weights, confusion, errors, embedding) take
+arrays; the numbers behind them come from small NumPy functions in this module
+(:func:`confident_errors`, :func:`pca_2d`, :func:`moving_average`, :func:`load_curves`)
+so they can be checked without drawing.
 """
 
 from __future__ import annotations
