@@ -1,0 +1,5 @@
+"""``python -m mnistkit`` runs the command line."""
+
+from mnistkit.cli import main
+
+main()
