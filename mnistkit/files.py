@@ -34,6 +34,7 @@ def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO]:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_current_umask())  # mkstemp makes 0600; use what open() would
         with os.fdopen(fd, mode) as handle:
             yield handle
             handle.flush()
@@ -44,6 +45,12 @@ def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO]:
             os.unlink(tmp_name)
         raise
     _fsync_dir(target.parent)
+
+
+def _current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_dir(folder: Path) -> None:
