@@ -49,7 +49,7 @@ def _list_kind(kind: str, as_json: bool) -> None:
         out.print(f"[yellow]conflict:[/] {kind} {name!r} is registered by {' and '.join(owners)}")
 
 
-@click.command("models")
+@click.command("models", short_help="List the installed models and their options.")
 @json_option
 def models_command(as_json: bool) -> None:
     """List the installed models with their options and defaults.
@@ -62,7 +62,7 @@ def models_command(as_json: bool) -> None:
     _list_kind("model", as_json)
 
 
-@click.command("optimizers")
+@click.command("optimizers", short_help="List the installed optimizers and their options.")
 @json_option
 def optimizers_command(as_json: bool) -> None:
     """List the installed optimizers with their options and defaults.
@@ -88,7 +88,7 @@ def datasets_command(as_json: bool) -> None:
     _list_kind("dataset", as_json)
 
 
-@click.command("plugins")
+@click.command("plugins", short_help="List the loaded plugins and what they register.")
 @json_option
 def plugins_command(as_json: bool) -> None:
     """List the loaded plugins: distribution, version, hooks and what each registers.

@@ -52,7 +52,7 @@ class _StopFlag:
         self.requested = True
 
 
-@click.command("train")
+@click.command("train", short_help="Train a model; the run is saved in a folder.")
 @click.option("--model", "model_name", default="twolayer", show_default=True, metavar="NAME",
               help="Model to train (see 'mnistkit models').")
 @click.option("--optimizer", "optimizer_name", default="sgd", show_default=True, metavar="NAME",
@@ -214,7 +214,7 @@ def _load_run_for_cli(run_path: Path, data_dir: Path | None, which: str) -> tupl
     return load_run(run_path, current_plugins().registry, dataset, which), dataset
 
 
-@click.command("test")
+@click.command("test", short_help="Evaluate a trained run: accuracy, per class, confusion.")
 @click.argument("run_path", metavar="RUN", type=click.Path(path_type=Path))
 @click.option("--split", type=click.Choice(["test", "val", "train"]), default="test",
               show_default=True, help="Images to evaluate on (val: the run's held-out part "
@@ -280,7 +280,7 @@ def _render_evaluation(summary: dict[str, Any], class_names: tuple[str, ...]) ->
     out.print(matrix)
 
 
-@click.command("predict")
+@click.command("predict", short_help="Classify your own digit pictures with a trained run.")
 @click.argument("run_path", metavar="RUN", type=click.Path(path_type=Path))
 @click.argument("images", metavar="IMAGE...", nargs=-1, required=True,
                 type=click.Path(path_type=Path))
