@@ -44,6 +44,9 @@ def load_checkpoint(path: str | Path) -> Groups:
         raise RunError(f"{path}: checkpoint file not found")
     groups: Groups = {}
     try:
+        if not zipfile.is_zipfile(path):
+            raise RunError(f"{path}: not a valid checkpoint (not an .npz archive)")
+        _check_members(path)
         with np.load(path, allow_pickle=False) as archive:
             for name in archive.files:
                 group, sep, key = name.partition("/")
@@ -57,6 +60,43 @@ def load_checkpoint(path: str | Path) -> Groups:
     except (OSError, zipfile.BadZipFile, EOFError, KeyError) as exc:
         raise RunError(f"{path}: not a valid checkpoint ({type(exc).__name__}: {exc})") from None
     return groups
+
+
+_MAX_DEFLATE_RATIO = 1032  # deflate cannot expand a byte into more than ~1032 bytes
+
+
+def _check_members(path: Path) -> None:
+    """Read every member's ``.npy`` header (never its data) and refuse anything that is
+    not a plain numeric array whose declared size is exactly what the member holds, so a
+    pickle is never handed to NumPy and a lying header never allocates."""
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            name = info.filename
+            limit = info.compress_size if info.compress_type == zipfile.ZIP_STORED else (
+                _MAX_DEFLATE_RATIO * info.compress_size + 1024)
+            if info.file_size > limit:
+                raise RunError(f"{path}: refused: member {name!r} claims {info.file_size} bytes "
+                               f"stored in {info.compress_size}")
+            with archive.open(info) as member:
+                try:
+                    version = np.lib.format.read_magic(member)
+                    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                                   else np.lib.format.read_array_header_2_0)
+                    shape, _, dtype = read_header(member)
+                except ValueError:
+                    raise RunError(f"{path}: refused: member {name!r} is not a NumPy array "
+                                   "(a pickle or other data; only numeric arrays are allowed)"
+                                   ) from None
+                if dtype.hasobject:
+                    raise RunError(f"{path}: refused: member {name!r} holds Python objects "
+                                   "(only numeric arrays are allowed)")
+                declared = dtype.itemsize
+                for size in shape:
+                    declared *= size
+                if member.tell() + declared != info.file_size:
+                    raise RunError(f"{path}: member {name!r} declares {declared} bytes of "
+                                   f"{dtype} {shape} but holds "
+                                   f"{info.file_size - member.tell()} (damaged)")
 
 
 def check_params(path: Path | str, saved: dict[str, np.ndarray],

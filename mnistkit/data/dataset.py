@@ -51,6 +51,10 @@ class Dataset:
         for split_name in SPLITS:
             validate_split(getattr(self, split_name), f"{self.name} {split_name}",
                            len(self.class_names))
+        train_shape, test_shape = self.train.images.shape[1:], self.test.images.shape[1:]
+        if train_shape != test_shape:
+            raise DataError(f"{self.name}: train images are {_size(train_shape)} pixels but test "
+                            f"images are {_size(test_shape)}")
 
     def split(self, name: str) -> Split:
         """The split called ``name`` (``train`` or ``test``)."""
@@ -70,6 +74,10 @@ class Dataset:
             digest.update(np.ascontiguousarray(split.images).data)
             digest.update(np.ascontiguousarray(split.labels).data)
         return digest.hexdigest()
+
+
+def _size(shape: tuple[int, ...]) -> str:
+    return "x".join(map(str, shape))
 
 
 def validate_split(split: Split, what: str, n_classes: int) -> None:

@@ -43,6 +43,7 @@ IMAGES_MAGIC = 0x00000803  # 2051: ubyte, 3 dimensions
 _GZIP_MAGIC = b"\x1f\x8b"
 _CHUNK = 1 << 22  # decompress in 4 MiB steps: bounded memory for lying headers
 _FIRST_ALLOC = 1 << 26  # gzip bodies: allocate at most 64 MiB before data is seen
+_MAX_DEFLATE_RATIO = 1032  # deflate cannot expand a byte into more than ~1032 bytes
 
 
 def is_gzip(path: str | Path) -> bool:
@@ -76,11 +77,12 @@ def read_idx_with_md5(path: str | Path, *, ndim: int | None = None,
         with open(path, "rb") as raw:
             compressed = raw.read(2) == _GZIP_MAGIC
             raw.seek(0)
+            size = os.fstat(raw.fileno()).st_size
             if compressed:
                 with gzip.GzipFile(fileobj=raw, mode="rb") as stream:
-                    array = _read_stream(stream, path, None, ndim, dtype, hasher)
+                    array = _read_stream(stream, path, None, ndim, dtype, hasher,
+                                         compressed_size=size)
             else:
-                size = os.fstat(raw.fileno()).st_size
                 array = _read_stream(raw, path, size, ndim, dtype, hasher)
     except DataError:
         raise
@@ -92,8 +94,9 @@ def read_idx_with_md5(path: str | Path, *, ndim: int | None = None,
 
 
 def _read_stream(stream: IO[bytes], path: Path, file_size: int | None, ndim: int | None,
-                 dtype: Any, hasher: Any) -> np.ndarray:
-    """Parse the header, check the body size, read the body; ``file_size`` None for gzip."""
+                 dtype: Any, hasher: Any, compressed_size: int | None = None) -> np.ndarray:
+    """Parse the header, check the body size, read the body; ``file_size`` None for gzip
+    (``compressed_size`` then bounds the first allocation)."""
     head = _read_exactly(stream, 4)
     if len(head) < 4:
         raise DataError(f"{path}: only {len(head)} bytes, too short for an IDX header")
@@ -131,14 +134,21 @@ def _read_stream(stream: IO[bytes], path: Path, file_size: int | None, ndim: int
     if hasher is not None:
         hasher.update(head)
         hasher.update(dims_raw)
-    body = _read_body(stream, body_size, hasher)
+    first = _FIRST_ALLOC
+    if compressed_size is not None:  # a short .gz cannot inflate to much: allocate little
+        first = min(first, max(1 << 16, _MAX_DEFLATE_RATIO * compressed_size))
+    body = _read_body(stream, body_size, hasher, first)
     if body.size < body_size:
         raise DataError(f"{path}: header declares {what} ({body_size} bytes of data) but the "
                         f"file has {body.size} (truncated)")
     if file_size is None and _read_exactly(stream, 1):
         raise DataError(f"{path}: more data than the header declares ({what}, {body_size} "
                         "bytes): trailing bytes after the data")
-    array = body.view(file_dtype).reshape(shape)
+    try:
+        array = body.view(file_dtype).reshape(shape)
+    except ValueError as exc:  # more dimensions than NumPy allows, or a size it cannot index
+        raise DataError(f"{path}: header declares a {n_dims}-dimensional {file_dtype.name} "
+                        f"array that NumPy cannot hold ({_reason(exc)})") from None
     if file_dtype.itemsize > 1:
         array = array.astype(file_dtype.newbyteorder("="))
     return array
@@ -156,13 +166,15 @@ def _read_exactly(stream: IO[bytes], n: int) -> bytes:
     return b"".join(parts)
 
 
-def _read_body(stream: IO[bytes], size: int, hasher: Any) -> np.ndarray:
+def _read_body(stream: IO[bytes], size: int, hasher: Any,
+               first: int = _FIRST_ALLOC) -> np.ndarray:
     """Read up to ``size`` bytes into a uint8 array, growing it only as data arrives.
 
     A header may lie about the size of a compressed body, so the buffer starts at most
-    64 MiB and doubles (capped at ``size``) only while the stream keeps delivering.
+    ``first`` bytes (64 MiB, less for a small .gz file) and doubles (capped at ``size``)
+    only while the stream keeps delivering.
     """
-    buffer = np.empty(min(size, _FIRST_ALLOC), dtype=np.uint8)
+    buffer = np.empty(min(size, first), dtype=np.uint8)
     filled = 0
     while filled < size:
         if filled == buffer.size:
@@ -219,6 +231,9 @@ def check_pair(images: np.ndarray, labels: np.ndarray, images_path: str | Path,
     if images.shape[0] != labels.shape[0]:
         raise DataError(f"{images_path} has {images.shape[0]} images but {labels_path} has "
                         f"{labels.shape[0]} labels")
+    if 0 in images.shape[1:]:
+        raise DataError(f"{images_path}: images of {images.shape[1]}x{images.shape[2]} pixels "
+                        "hold nothing")
     if labels.size and int(labels.max()) >= n_classes:
         bad = int(np.argmax(labels >= n_classes))
         raise DataError(f"{labels_path}: label {int(labels[bad])} at index {bad} is outside "

@@ -109,6 +109,11 @@ def load_idx_folder(folder: str | Path, name: str, class_names: tuple[str, ...],
                    len(class_names))
         files[images_name], files[labels_name] = images.md5, labels.md5
         splits[split_name] = Split(images.array, labels.array)
+    train_images, test_images = (paths[SPLIT_FILES[s][0]] for s in ("train", "test"))
+    if splits["train"].images.shape[1:] != splits["test"].images.shape[1:]:
+        sizes = ["x".join(map(str, splits[s].images.shape[1:])) for s in ("train", "test")]
+        raise DataError(f"{train_images} holds {sizes[0]} images but {test_images} holds "
+                        f"{sizes[1]}: both splits must have the same image size")
     expected = dict(expected_md5 or {})
     verified = bool(expected) and all(files.get(k) == v for k, v in expected.items())
     return Dataset(name=name, train=splits["train"], test=splits["test"],
