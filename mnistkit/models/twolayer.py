@@ -73,7 +73,9 @@ class TwoLayerNet:
                 "h": np.empty((batch, hidden), dtype),
                 "s": np.empty((batch, classes), dtype),
                 "dh": np.empty((batch, hidden), dtype),
+                "active": np.empty((batch, hidden), bool),  # h > 0
                 **{f"d{k}": np.empty_like(v, dtype=dtype) for k, v in p.items()},
+                **{f"reg{k}": np.empty_like(p[k], dtype=dtype) for k in ("W1", "W2")},
             }
             self._buffers = {key: work}  # keep one size: the last batch of an epoch is rare
         return work
@@ -99,20 +101,24 @@ class TwoLayerNet:
         h, dh = work["h"], work["dh"]
         grads = {k: work[f"d{k}"] for k in p}
         np.matmul(h.T, ds, out=grads["W2"])
-        grads["W2"] += reg * p["W2"]
+        grads["W2"] += np.multiply(p["W2"], reg, out=work["regW2"])  # reg * W2, no temporary
         np.sum(ds, axis=0, out=grads["b2"])
         np.matmul(ds, p["W2"].T, out=dh)
-        dh *= h > 0
+        dh *= np.greater(h, 0, out=work["active"])
         np.matmul(x.T, dh, out=grads["W1"])
-        grads["W1"] += reg * p["W1"]
+        grads["W1"] += np.multiply(p["W1"], reg, out=work["regW1"])
         np.sum(dh, axis=0, out=grads["b1"])
         return loss, grads
 
     def scores(self, x: np.ndarray) -> np.ndarray:
         """Class scores ``(B, C)`` (a new array)."""
         p = self.params
-        h = np.maximum(x @ p["W1"] + p["b1"], 0)
-        return h @ p["W2"] + p["b2"]
+        h = x @ p["W1"]
+        h += p["b1"]
+        np.maximum(h, 0, out=h)
+        s = h @ p["W2"]
+        s += p["b2"]
+        return s
 
     def first_layer(self) -> np.ndarray:
         """``W1`` ``(784, H)``: one 28x28 template per hidden unit."""
