@@ -28,7 +28,14 @@ import numpy as np
 from mnistkit import __version__
 from mnistkit.checkpoint import check_params, load_checkpoint, save_checkpoint
 from mnistkit.data.dataset import Dataset, Split
-from mnistkit.errors import MnistkitError, OptionsError, RunError, TrainingError
+from mnistkit.errors import (
+    DataError,
+    MnistkitError,
+    OptionsError,
+    PluginError,
+    RunError,
+    TrainingError,
+)
 from mnistkit.evaluation import evaluate
 from mnistkit.files import atomic_write
 from mnistkit.options import options_to_dict
@@ -69,6 +76,8 @@ def split_train_val(train: Split, val_size: int, limit: int | None) -> tuple[Spl
     """Hold out the last ``val_size`` training images for validation; keep the first
     ``limit`` of the rest for training. The test split is never touched."""
     n = len(train)
+    if n == 0:
+        raise DataError("the dataset has no training images: nothing to train on")
     if val_size < 0 or val_size >= n:
         raise OptionsError(f"--val-size must be between 0 and {n - 1}; got {val_size}")
     rest = n - val_size
@@ -117,7 +126,10 @@ class Run:
             "history": [], "best_epoch": None, "metrics": {}, "wall_seconds": 0.0,
         }
         run = cls._build(path, record, dataset, registry, train, val)
-        run._write_record()  # fails early on a read-only or full disk
+        # Resumable from the moment the folder exists; a read-only or full disk fails here,
+        # before any training.
+        run._save_last()
+        run._write_record()
         return run
 
     @classmethod
@@ -134,16 +146,21 @@ class Run:
         t = record["training"]
         train, val = split_train_val(dataset.train, t["val_size"], t["limit"])
         run = cls._build(path, record, dataset, registry, train, val)
+        remove_stale_temporaries(path)
         groups = load_checkpoint(path / LAST_NPZ)
         for group in ("params", "optimizer", "trainer"):
             groups.setdefault(group, {})
         check_params(path / LAST_NPZ, groups["params"], run.model.params)
         for key, value in groups["params"].items():
             run.model.params[key][...] = value
-        run.optimizer.load_state_dict(groups["optimizer"])
+        try:
+            run.optimizer.load_state_dict(groups["optimizer"])
+        except (KeyError, ValueError, TypeError) as exc:
+            raise RunError(f"{path / LAST_NPZ}: optimizer state is damaged ({exc})") from None
         try:
             run.trainer.restore(groups["trainer"])
-        except (KeyError, ValueError, TypeError) as exc:
+            _check_position(run.trainer)
+        except (KeyError, ValueError, TypeError, IndexError) as exc:
             raise RunError(f"{path / LAST_NPZ}: trainer state is damaged ({exc})") from None
         return run
 
@@ -154,10 +171,12 @@ class Run:
         opt_entry = registry.get("optimizer", record["optimizer"])
         t = record["training"]
         config = TrainConfig(**{f.name: t[f.name] for f in dataclasses.fields(TrainConfig)})
+        _check_config(config, len(train))
         rng = np.random.default_rng(config.seed)
         model = build_model(model_entry, record["model_options"], rng, dataset)
-        optimizer = opt_entry.factory(model.params, opt_entry.make_options(
-            record["optimizer_options"]))
+        opt_options = opt_entry.make_options(record["optimizer_options"])
+        optimizer = _call_plugin(opt_entry, "could not be built",
+                                 lambda: opt_entry.factory(model.params, opt_options))
         trainer = Trainer(model, optimizer, train, val, config, rng, model_name=record["model"])
         return cls(path, record, model, optimizer, trainer, dataset)
 
@@ -178,8 +197,18 @@ class Run:
             self.record["error"] = str(exc)
             self._write_record()
             raise
+        except PluginError as exc:  # a model breaking its contract, found on the first step
+            plugin = self.record.get("plugins", {}).get("model", "?")
+            message = f"{exc}; model {self.record['model']!r} comes from plugin {plugin!r}"
+            self.record["status"] = "failed"
+            self.record["error"] = message
+            self._write_record()
+            raise PluginError(message) from None
         except KeyboardInterrupt:
-            self._save_interrupted()
+            # A second Ctrl-C can land in the middle of a step (parameters half updated):
+            # keep the last consistent checkpoint rather than saving this state.
+            self.record["status"] = "interrupted"
+            self._write_record()
             raise
         if self.trainer.epoch < self.trainer.config.epochs:
             self._save_interrupted()
@@ -192,16 +221,24 @@ class Run:
         if score > self.best_score or not (self.path / BEST_NPZ).exists():
             self.best_score = score
             self.record["best_epoch"] = event.epoch
-            save_checkpoint(self.path / BEST_NPZ, {"params": self.model.params})
+            self._save(BEST_NPZ, {"params": self.model.params})
         self.record["history"] = self.trainer.history
         self._write_record()
 
     def _save_last(self) -> None:
-        save_checkpoint(self.path / LAST_NPZ, {
+        self._save(LAST_NPZ, {
             "params": self.model.params,
             "optimizer": self.optimizer.state_dict(),
             "trainer": self.trainer.state(),
         })
+
+    def _save(self, name: str, groups: dict[str, dict[str, np.ndarray]]) -> None:
+        """Save a checkpoint; a full disk or read-only folder is a :class:`RunError`."""
+        try:
+            save_checkpoint(self.path / name, groups)
+        except OSError as exc:
+            reason = exc.strerror or exc
+            raise RunError(f"cannot write {self.path / name}: {reason}") from None
 
     def _save_interrupted(self) -> None:
         self._save_last()
@@ -239,6 +276,8 @@ class Run:
 
 
 def _check_config(config: TrainConfig, n_train: int) -> None:
+    if config.seed < 0:
+        raise OptionsError(f"--seed must be 0 or more; got {config.seed}")
     if config.epochs < 1:
         raise OptionsError(f"--epochs must be at least 1; got {config.epochs}")
     if not 1 <= config.batch_size <= n_train:
@@ -246,6 +285,58 @@ def _check_config(config: TrainConfig, n_train: int) -> None:
                            f"got {config.batch_size}")
     if config.steps_per_epoch is not None and config.steps_per_epoch < 1:
         raise OptionsError(f"--steps-per-epoch must be at least 1; got {config.steps_per_epoch}")
+
+
+def _check_position(trainer: Trainer) -> None:
+    """Raise ``ValueError`` unless a restored trainer position is self-consistent."""
+    epoch, step, steps = trainer.epoch, trainer.step, trainer.steps
+    if not (_is_int(epoch) and _is_int(step) and epoch >= 0 and 0 <= step < steps):
+        raise ValueError(f"position epoch {epoch!r}, step {step!r} is impossible with {steps} "
+                         "steps per epoch")
+    if not isinstance(trainer.history, list) or len(trainer.history) != epoch:
+        raise ValueError(f"{epoch} epochs done but the history has a different length")
+    if len(trainer.losses) != epoch * steps + step:
+        raise ValueError(f"{len(trainer.losses)} step losses for {epoch * steps + step} steps")
+    order = trainer.order
+    if order is not None:
+        need = steps * trainer.config.batch_size
+        if order.ndim != 1 or len(order) < need or (
+                order.size and not 0 <= int(order.min()) <= int(order.max()) < len(trainer.train)):
+            raise ValueError("the batch order does not fit the training images")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def remove_stale_temporaries(path: Path) -> list[str]:
+    """Delete the ``.NAME.*.tmp`` files a killed writer left in the run folder ``path``.
+
+    :func:`mnistkit.files.atomic_write` writes to such a file and renames it into place;
+    a process killed mid-write leaves it behind. Only the process that owns a run folder
+    (resuming it) calls this; loading never deletes anything. Returns the names removed.
+    """
+    removed = []
+    for item in path.glob(".*.tmp"):
+        if item.is_file():
+            try:
+                item.unlink()
+                removed.append(item.name)
+            except OSError:
+                pass
+    return removed
+
+
+def _call_plugin(entry: Any, failure: str, call: Callable[[], Any]) -> Any:
+    """Run a plugin's factory; an unexpected exception names the plugin (one line)."""
+    try:
+        return call()
+    except MnistkitError:
+        raise
+    except Exception as exc:
+        text = (str(exc).splitlines() or [""])[0]
+        raise PluginError(f"{entry.kind} {entry.name!r} from plugin {entry.plugin!r} {failure}: "
+                          f"{type(exc).__name__}: {text}") from exc
 
 
 def _score(history_row: dict[str, Any]) -> float:
@@ -280,8 +371,20 @@ def build_model(entry: Any, options: dict[str, Any], rng: np.random.Generator,
                 dataset: Dataset) -> Any:
     """Call a model factory with validated options and the dataset's input/class sizes."""
     n_inputs = int(np.prod(dataset.train.images.shape[1:]))
-    return entry.factory(entry.make_options(options), rng, n_inputs=n_inputs,
-                         n_classes=dataset.n_classes)
+    made = entry.make_options(options)
+    model = _call_plugin(entry, "could not be built", lambda: entry.factory(
+        made, rng, n_inputs=n_inputs, n_classes=dataset.n_classes))
+    # Two images through scores(): a plugin returning the wrong shape fails here, named,
+    # not later inside evaluation.
+    probe = dataset.train.images[:2].reshape(-1, n_inputs).astype(np.float32) / 255.0
+    scores = _call_plugin(entry, "failed in scores()", lambda: model.scores(probe))
+    expected = (len(probe), dataset.n_classes)
+    if getattr(scores, "shape", None) != expected or getattr(scores, "dtype", np.dtype(object)
+                                                                ).kind != "f":
+        got = f"{getattr(scores, 'dtype', type(scores).__name__)} {getattr(scores, 'shape', '')}"
+        raise PluginError(f"model {entry.name!r} from plugin {entry.plugin!r}: scores() returned "
+                          f"{got}; expected floats of shape {expected} (images, classes)")
+    return model
 
 
 # -- reading runs back ---------------------------------------------------------------------
@@ -306,7 +409,51 @@ def read_record(path: str | Path) -> dict[str, Any]:
                 "dataset", "history"):
         if key not in record:
             raise RunError(f"{path / RUN_JSON}: missing {key!r}")
+    problem = _record_problem(record)
+    if problem:
+        raise RunError(f"{path / RUN_JSON}: {problem} (the file was changed or damaged)")
     return record
+
+
+_NUMBER = (int, float)
+_RECORD_TYPES: dict[str, Any] = {"model": str, "optimizer": str, "model_options": dict,
+                                 "optimizer_options": dict, "training": dict, "dataset": dict,
+                                 "history": list}
+_TRAINING_TYPES: dict[str, Any] = {
+    "epochs": int, "batch_size": int, "seed": int, "sampling": str,
+    "steps_per_epoch": (int, type(None)), "pixel_scale": _NUMBER, "val_size": int,
+    "limit": (int, type(None))}
+_HISTORY_KEYS = ("epoch", "train_loss", "train_accuracy", "val_accuracy", "lr", "seconds")
+
+
+def _record_problem(record: dict[str, Any]) -> str:
+    """What is wrong with the types in a ``run.json`` record, or ``""``."""
+    def bad(value: Any, types: Any) -> bool:
+        return isinstance(value, bool) or not isinstance(value, types)
+
+    for key, types in _RECORD_TYPES.items():
+        if bad(record[key], types):
+            return f"{key!r} must be a {types.__name__}; got {_short(record[key])}"
+    for key, types in _TRAINING_TYPES.items():
+        value = record["training"].get(key)
+        if bad(value, types):
+            return f"training {key!r} is missing or of the wrong type (got {_short(value)})"
+    for key in ("name", "fingerprint"):
+        if not isinstance(record["dataset"].get(key), str):
+            return f"dataset {key!r} must be a string; got {_short(record['dataset'].get(key))}"
+    for number, row in enumerate(record["history"], start=1):
+        if not isinstance(row, dict) or any(bad(row.get(k), _NUMBER) for k in _HISTORY_KEYS):
+            return f"history row {number} is not a record of {', '.join(_HISTORY_KEYS)}"
+    best = record.get("best_epoch")
+    if best is not None and (bad(best, int)
+                             or not 1 <= best <= len(record["history"])):
+        return f"best_epoch {_short(best)} is not one of the recorded epochs"
+    return ""
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 @dataclasses.dataclass

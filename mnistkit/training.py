@@ -19,7 +19,7 @@ import numpy as np
 
 from mnistkit.batches import DEFAULT_PIXEL_SCALE, BatchMaker
 from mnistkit.data.dataset import Split
-from mnistkit.errors import PluginError, TrainingError
+from mnistkit.errors import MnistkitError, PluginError, TrainingError
 from mnistkit.evaluation import accuracy
 
 TRAIN_ACCURACY_SAMPLE = 10_000
@@ -108,8 +108,8 @@ class Trainer:
         while self.epoch < cfg.epochs:
             # Also when resuming mid-epoch: the schedule depends only on (epoch, epochs).
             self.optimizer.start_epoch(self.epoch, cfg.epochs)
-            if self.step == 0:
-                self.order = self._epoch_order()
+            if self.order is None:  # not when resuming a run stopped before this epoch's
+                self.order = self._epoch_order()  # first step: its order is already drawn
             self._epoch_started = time.perf_counter()
             yield EpochStarted(self.epoch, cfg.epochs, self.steps, float(self.optimizer.lr))
             while self.step < self.steps:
@@ -134,7 +134,14 @@ class Trainer:
         b = self.config.batch_size
         indices = self.order[self.step * b:(self.step + 1) * b]
         x, y = self.batches.take(indices)
-        loss, grads = self.model.loss_and_grads(x, y)
+        try:
+            loss, grads = self.model.loss_and_grads(x, y)
+        except Exception as exc:  # a broken plugin model: say so on the first step
+            if self._checked or isinstance(exc, MnistkitError):
+                raise
+            text = (str(exc).splitlines() or [""])[0]
+            raise PluginError(f"model {self.model_name!r}: loss_and_grads failed on the first "
+                              f"step ({type(exc).__name__}: {text})") from exc
         if not self._checked:
             check_step_output(self.model_name, self.model.params, loss, grads)
             self._checked = True
@@ -142,7 +149,8 @@ class Trainer:
             raise TrainingError(
                 f"training diverged at epoch {self.epoch + 1}, step {self.step + 1}: the loss "
                 f"or a gradient is {loss if not np.isfinite(loss) else 'not finite'}. "
-                "The learning rate is probably too high: try a smaller one (e.g. -o lr=0.01)")
+                f"The learning rate ({self.optimizer.lr:g}) is probably too high: try a smaller "
+                "one (e.g. -o lr=0.01)")
         self.optimizer.step(grads)
         self.step += 1
         self.losses.append(float(loss))

@@ -17,6 +17,7 @@ from mnistkit import __version__
 from mnistkit.errors import MnistkitError
 from mnistkit.plugins import Plugins, get_plugins
 
+EXIT_INTERRUPTED = 130
 COMMAND_MODULES = ("data_cmds", "listing", "train_cmds", "gradcheck", "visualise")
 
 
@@ -30,6 +31,9 @@ class MnistkitGroup(click.Group):
             error = click.ClickException(str(exc))
             error.exit_code = exc.exit_code
             raise error from None
+        except KeyboardInterrupt:  # Ctrl-C: the shell convention 128 + SIGINT, no traceback
+            click.echo("Interrupted.", err=True)
+            raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
 
 
 HELP = """Train and study small neural networks on MNIST with nothing but NumPy.

@@ -111,25 +111,37 @@ def train_command(model_name: str, optimizer_name: str, model_options: tuple[str
 
     registry = current_plugins().registry
     out_console = console(stderr=as_json)
-    with out_console.status("Loading data…") if not (quiet or as_json) else _nothing():
-        dataset = load_dataset_for_cli(dataset_name, data_dir)
-    if resume is not None:
-        run = Run.resume(resume, dataset, registry, epochs=epochs)
-    else:
-        config = TrainConfig(epochs=20 if epochs is None else epochs, batch_size=batch_size,
-                             seed=seed, sampling=sampling, steps_per_epoch=steps_per_epoch,
-                             pixel_scale=1.0 if raw_pixels else 1.0 / 255.0)
-        spec = RunSpec(model=model_name, optimizer=optimizer_name,
-                       model_options=parse_assignments(model_options),
-                       optimizer_options=parse_assignments(optimizer_options),
-                       dataset=dataset_name, val_size=val_size, limit=limit, config=config)
-        run = Run.start(spec, dataset, registry, out or default_run_dir("runs", model_name))
+    try:
+        with out_console.status("Loading data…") if not (quiet or as_json) else _nothing():
+            dataset = load_dataset_for_cli(dataset_name, data_dir)
+    except KeyboardInterrupt:
+        click.echo("Interrupted while loading the data; nothing was saved.", err=True)
+        sys.exit(EXIT_INTERRUPTED)
 
+    # From here a first Ctrl-C only asks training to stop after the current step: the run
+    # folder, once created, always holds a complete, resumable checkpoint.
     stop = _StopFlag()
     previous = signal.signal(signal.SIGINT, stop.handle)
+    run = None
     try:
+        if resume is not None:
+            run = Run.resume(resume, dataset, registry, epochs=epochs)
+        else:
+            config = TrainConfig(epochs=20 if epochs is None else epochs, batch_size=batch_size,
+                                 seed=seed, sampling=sampling, steps_per_epoch=steps_per_epoch,
+                                 pixel_scale=1.0 if raw_pixels else 1.0 / 255.0)
+            spec = RunSpec(model=model_name, optimizer=optimizer_name,
+                           model_options=parse_assignments(model_options),
+                           optimizer_options=parse_assignments(optimizer_options),
+                           dataset=dataset_name, val_size=val_size, limit=limit, config=config)
+            run = Run.start(spec, dataset, registry, out or default_run_dir("runs", model_name))
         with _limit_threads(threads):
             _train_with_progress(run, stop, show=not (quiet or as_json), out=out_console)
+    except KeyboardInterrupt:  # a second Ctrl-C: stop at once, keep the last checkpoint
+        where = (f"the last checkpoint in {run.path} is kept. Resume with: mnistkit train "
+                 f"--resume {run.path}") if run is not None else "no run folder was completed"
+        click.echo(f"Stopped at once; {where}", err=True)
+        sys.exit(EXIT_INTERRUPTED)
     finally:
         signal.signal(signal.SIGINT, previous)
 

@@ -90,5 +90,19 @@ class BaseOptimizer:
         return {k: np.array(v, copy=True) for k, v in self.state.items()}
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
-        """Replace the state with copies of ``state``."""
+        """Replace the state with copies of ``state``.
+
+        Raises ``ValueError`` for non-numeric or non-finite arrays, and for a buffer named
+        ``<anything>.<parameter>`` whose shape or dtype differs from that parameter's
+        (so a damaged checkpoint fails here, not in the middle of a step).
+        """
+        for key, value in state.items():
+            value = np.asarray(value)
+            if value.dtype.kind not in "biuf" or not np.all(np.isfinite(value)):
+                raise ValueError(f"{key!r} must hold finite numbers")
+            param = self.params.get(key.rpartition(".")[2])
+            if param is not None and "." in key and (
+                    value.shape != param.shape or value.dtype != param.dtype):
+                raise ValueError(f"{key!r} is {value.dtype} {value.shape}, its parameter is "
+                                 f"{param.dtype} {param.shape}")
         self.state = {k: np.array(v, copy=True) for k, v in state.items()}
