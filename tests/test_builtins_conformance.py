@@ -25,6 +25,6 @@ def test_builtins_conform(check):
 
 @pytest.mark.parametrize("check", conformance_cases(
     SGD, kind="optimizer", options_class=SGDOptions, name="sgd-nesterov-cosine",
-    options={"momentum": 0.9, "nesterov": True, "schedule": "cosine"}))
+    options={"lr": 0.1, "momentum": 0.9, "nesterov": True, "schedule": "cosine"}))
 def test_sgd_with_momentum_and_schedule_conforms(check):
     check()

@@ -17,6 +17,12 @@ from mnistkit.plugins import load_plugins
 from mnistkit.testing import conformance_cases
 
 
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory, monkeypatch):
+    """Never write to the user's cache folder (decompressed MNIST, downloads)."""
+    monkeypatch.setenv("MNISTKIT_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
 @pytest.mark.parametrize("check", conformance_cases(mnistkit_adam))
 def test_conformance(check):
     check()

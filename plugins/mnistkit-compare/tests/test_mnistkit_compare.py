@@ -13,6 +13,12 @@ from mnistkit.plugins import load_plugins
 from mnistkit.testing import conformance_cases
 
 
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory, monkeypatch):
+    """Never write to the user's cache folder (decompressed MNIST, downloads)."""
+    monkeypatch.setenv("MNISTKIT_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
 @pytest.mark.parametrize("check", conformance_cases(mnistkit_compare))
 def test_conformance(check):
     check()
@@ -82,8 +88,8 @@ def test_compare_real_runs(cli, tmp_path):
     runner = CliRunner()
     full = build_cli(load_plugins([mnistkit_compare], entry_points=False))
     for name, model in (("s", "softmax"), ("t", "twolayer")):
-        result = runner.invoke(full, ["train", "--model", model, "--limit", "1000",
-                                      "--val-size", "200", "--epochs", "1", "-q",
+        result = runner.invoke(full, ["train", "--model", model, "-o", "lr=0.1", "--limit",
+                                      "1000", "--val-size", "200", "--epochs", "1", "-q",
                                       "--out", str(tmp_path / name)])
         assert result.exit_code == 0, result.output
     result = runner.invoke(cli, ["compare", str(tmp_path / "s"), str(tmp_path / "t"),

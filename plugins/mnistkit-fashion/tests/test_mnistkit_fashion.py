@@ -24,6 +24,12 @@ from mnistkit.errors import DataError, DownloadError
 from mnistkit.plugins import load_plugins
 from mnistkit.testing import conformance_cases, serve_folder
 
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory, monkeypatch):
+    """Never write to the user's cache folder (decompressed MNIST, downloads)."""
+    monkeypatch.setenv("MNISTKIT_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+
 NAMES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
          "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
 
@@ -149,8 +155,8 @@ def test_cli_lists_and_trains_on_a_downloaded_dataset(cache, served, monkeypatch
     listing = json.loads(runner.invoke(cli, ["datasets", "--json"]).stdout)
     assert {"fashion-mnist", "kmnist", "mnist"} <= {item["name"] for item in listing["items"]}
     result = runner.invoke(cli, ["train", "--dataset", "fashion-mnist", "--model", "softmax",
-                                 "--val-size", "10", "--batch-size", "10", "--epochs", "1", "--out",
-                                 str(tmp_path / "run"), "--json"])
+                                 "-o", "lr=0.1", "--val-size", "10", "--batch-size", "10",
+                                 "--epochs", "1", "--out", str(tmp_path / "run"), "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["dataset"]["name"] == "fashion-mnist"
 

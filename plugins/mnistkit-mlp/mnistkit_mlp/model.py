@@ -41,7 +41,7 @@ class MLPOptions:
     layers: tuple[int, ...] = dataclasses.field(
         default=(512, 256), metadata={"help": "hidden layer sizes, e.g. 512,256"})
     dropout: float = dataclasses.field(
-        default=0.0, metadata={"help": "probability of dropping a hidden unit while training"})
+        default=0.3, metadata={"help": "probability of dropping a hidden unit while training"})
     reg: float = dataclasses.field(default=1e-4, metadata={"help": "L2 strength on weights"})
     init_scale: float = dataclasses.field(
         default=1.0, metadata={"help": "multiplier on the He std sqrt(2/fan_in)"})

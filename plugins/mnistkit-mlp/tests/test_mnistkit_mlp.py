@@ -18,6 +18,12 @@ from mnistkit.plugins import load_plugins
 from mnistkit.testing import conformance_cases
 
 
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory, monkeypatch):
+    """Never write to the user's cache folder (decompressed MNIST, downloads)."""
+    monkeypatch.setenv("MNISTKIT_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
 @pytest.mark.parametrize("check", conformance_cases(mnistkit_mlp))
 def test_conformance_with_defaults(check):
     check()
@@ -26,15 +32,16 @@ def test_conformance_with_defaults(check):
 @pytest.mark.parametrize("check", conformance_cases(
     MLP, kind="model", options_class=MLPOptions, name="mlp-3-layers-dropout",
     options={"layers": (64, 32, 16), "dropout": 0.3}) + conformance_cases(
-    MLP, kind="model", options_class=MLPOptions, name="mlp-1-layer", options={"layers": (24,)}))
+    MLP, kind="model", options_class=MLPOptions, name="mlp-1-layer-no-dropout",
+    options={"layers": (24,), "dropout": 0.0}))
 def test_conformance_with_other_shapes(check):
     check()
 
 
 def test_one_hidden_layer_is_exactly_twolayer():
-    """Same seed, same initialisation order: mlp layers=H is the built-in twolayer."""
-    mlp = MLP(MLPOptions(layers=(32,)), np.random.default_rng(3))
-    two = TwoLayerNet(TwoLayerOptions(hidden_size=32), np.random.default_rng(3))
+    """Same seed, same initialisation order: mlp layers=H (no dropout) is twolayer."""
+    mlp = MLP(MLPOptions(layers=(32,), reg=1e-3, dropout=0.0), np.random.default_rng(3))
+    two = TwoLayerNet(TwoLayerOptions(hidden_size=32, reg=1e-3), np.random.default_rng(3))
     assert sorted(mlp.params) == sorted(two.params)
     for key in two.params:
         np.testing.assert_array_equal(mlp.params[key], two.params[key])
@@ -93,8 +100,9 @@ def test_cli_gradcheck_and_train(tmp_path):
     assert [p["name"] for p in json.loads(result.stdout)["params"]] == [
         "W1", "b1", "W2", "b2", "W3", "b3"]
     result = runner.invoke(cli, ["train", "--model", "mlp", "-m", "layers=64,32", "-o",
-                                 "momentum=0.9", "--limit", "3000", "--val-size", "500",
-                                 "--epochs", "2", "--out", str(tmp_path / "run"), "--json"])
+                                 "lr=0.1", "-o", "momentum=0.9", "--limit", "3000",
+                                 "--val-size", "500", "--epochs", "2", "--out",
+                                 str(tmp_path / "run"), "--json"])
     assert result.exit_code == 0, result.output
     record = json.loads(result.stdout)
     assert record["model_options"]["layers"] == [64, 32]
