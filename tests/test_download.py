@@ -15,6 +15,10 @@ import pytest
 from mnistkit.data.download import RemoteFile, dataset_folder, fetch_files, is_valid
 from mnistkit.errors import DownloadError
 
+# Downloads that fail (wrong checksum, dropped connection, timeout, 404, Ctrl-C) are part of
+# the reliability suite too: `pytest -m reliability` selects them.
+pytestmark = pytest.mark.reliability
+
 
 def idx_gz(array: np.ndarray) -> bytes:
     """A gzipped IDX file of a uint8 array (type code 0x08)."""
