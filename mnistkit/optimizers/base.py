@@ -14,12 +14,15 @@ dict, which it updates in place. It has:
 - ``lr``: the learning rate in use now (for progress display).
 
 :class:`BaseOptimizer` provides the bookkeeping; subclasses write ``step``.
+:class:`ScheduledOptimizer` adds a learning rate that follows a per-epoch schedule,
+configured by options that extend :class:`LearningRateOptions`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -106,3 +109,39 @@ class BaseOptimizer:
                 raise ValueError(f"{key!r} is {value.dtype} {value.shape}, its parameter is "
                                  f"{param.dtype} {param.shape}")
         self.state = {k: np.array(v, copy=True) for k, v in state.items()}
+
+
+@dataclasses.dataclass
+class LearningRateOptions:
+    """The learning rate and its decay per epoch: extend this dataclass for an optimizer's
+    options (override ``lr`` to change its default; call ``super().__post_init__()``)."""
+
+    lr: float = dataclasses.field(default=0.1, metadata={"help": "learning rate (> 0)"})
+    schedule: Literal["constant", "step", "cosine"] = dataclasses.field(
+        default="constant", metadata={"help": "learning-rate decay per epoch"})
+    step_size: int = dataclasses.field(default=1, metadata={"help": "epochs per step decay"})
+    gamma: float = dataclasses.field(default=0.5, metadata={"help": "factor per step decay"})
+
+    def __post_init__(self) -> None:
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0; got {self.lr}")
+        if self.step_size < 1:
+            raise ValueError(f"step_size must be >= 1; got {self.step_size}")
+        if not 0 < self.gamma <= 1:
+            raise ValueError(f"gamma must be in (0, 1]; got {self.gamma}")
+
+    def lr_at(self, epoch: int, epochs: int) -> float:
+        """The learning rate for ``epoch`` (0-based) of ``epochs``."""
+        return scheduled_lr(self.lr, self.schedule, epoch, epochs, self.step_size, self.gamma)
+
+
+class ScheduledOptimizer(BaseOptimizer):
+    """A :class:`BaseOptimizer` whose ``lr`` follows ``options.lr_at`` each epoch."""
+
+    def __init__(self, params: dict[str, np.ndarray], options: LearningRateOptions) -> None:
+        super().__init__(params, options.lr)
+        self.options = options
+
+    def start_epoch(self, epoch: int, epochs: int) -> None:
+        """Set ``lr`` from the schedule."""
+        self.lr = self.options.lr_at(epoch, epochs)

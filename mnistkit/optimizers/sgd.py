@@ -18,46 +18,33 @@ from typing import Literal
 
 import numpy as np
 
-from mnistkit.optimizers.base import BaseOptimizer, scheduled_lr
+from mnistkit.optimizers.base import LearningRateOptions, ScheduledOptimizer
 
 
 @dataclasses.dataclass
-class SGDOptions:
-    """Options of ``sgd``."""
+class SGDOptions(LearningRateOptions):
+    """Options of ``sgd``: ``lr``, ``schedule``, ``step_size``, ``gamma``, then these."""
 
     lr: float = dataclasses.field(default=0.8, metadata={"help": "learning rate (> 0)"})
-    momentum: float = dataclasses.field(default=0.0, metadata={"help": "momentum in [0, 1)"})
-    nesterov: bool = dataclasses.field(default=False, metadata={"help": "Nesterov momentum"})
     schedule: Literal["constant", "step", "cosine"] = dataclasses.field(
         default="cosine", metadata={"help": "learning-rate decay per epoch"})
-    step_size: int = dataclasses.field(default=1, metadata={"help": "epochs per step decay"})
-    gamma: float = dataclasses.field(default=0.5, metadata={"help": "factor per step decay"})
+    momentum: float = dataclasses.field(default=0.0, metadata={"help": "momentum in [0, 1)"})
+    nesterov: bool = dataclasses.field(default=False, metadata={"help": "Nesterov momentum"})
 
     def __post_init__(self) -> None:
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0; got {self.lr}")
+        super().__post_init__()
         if not 0 <= self.momentum < 1:
             raise ValueError(f"momentum must be in [0, 1); got {self.momentum}")
         if self.nesterov and self.momentum == 0:
             raise ValueError("nesterov needs momentum > 0")
-        if self.step_size < 1:
-            raise ValueError(f"step_size must be >= 1; got {self.step_size}")
-        if not 0 < self.gamma <= 1:
-            raise ValueError(f"gamma must be in (0, 1]; got {self.gamma}")
 
 
-class SGD(BaseOptimizer):
+class SGD(ScheduledOptimizer):
     """SGD over a params dict, updated in place (see the module docstring)."""
 
     def __init__(self, params: dict[str, np.ndarray], options: SGDOptions) -> None:
-        super().__init__(params, options.lr)
-        self.options = options
+        super().__init__(params, options)
         self._scratch = {k: np.empty_like(v) for k, v in params.items()}
-
-    def start_epoch(self, epoch: int, epochs: int) -> None:
-        """Set ``lr`` from the schedule."""
-        o = self.options
-        self.lr = scheduled_lr(o.lr, o.schedule, epoch, epochs, o.step_size, o.gamma)
 
     def step(self, grads: dict[str, np.ndarray]) -> None:
         """Apply one update to every parameter."""

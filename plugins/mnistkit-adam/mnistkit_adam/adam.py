@@ -21,28 +21,25 @@ from typing import Literal
 
 import numpy as np
 
-from mnistkit.optimizers.base import BaseOptimizer, scheduled_lr
+from mnistkit.optimizers.base import LearningRateOptions, ScheduledOptimizer
 
 
 @dataclasses.dataclass
-class AdamOptions:
-    """Options of ``adam``."""
+class AdamOptions(LearningRateOptions):
+    """Options of ``adam``: ``lr``, ``schedule``, ``step_size``, ``gamma``, then these."""
 
     lr: float = dataclasses.field(default=1e-3, metadata={"help": "learning rate (> 0)"})
+    schedule: Literal["constant", "step", "cosine"] = dataclasses.field(
+        default="cosine", metadata={"help": "learning-rate decay per epoch"})
     beta1: float = dataclasses.field(default=0.9, metadata={"help": "decay of the mean, [0, 1)"})
     beta2: float = dataclasses.field(
         default=0.999, metadata={"help": "decay of the mean square, [0, 1)"})
     eps: float = dataclasses.field(default=1e-8, metadata={"help": "added to the RMS (> 0)"})
     weight_decay: float = dataclasses.field(
         default=0.0, metadata={"help": "decoupled weight decay (AdamW), >= 0"})
-    schedule: Literal["constant", "step", "cosine"] = dataclasses.field(
-        default="cosine", metadata={"help": "learning-rate decay per epoch"})
-    step_size: int = dataclasses.field(default=1, metadata={"help": "epochs per step decay"})
-    gamma: float = dataclasses.field(default=0.5, metadata={"help": "factor per step decay"})
 
     def __post_init__(self) -> None:
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0; got {self.lr}")
+        super().__post_init__()
         for name in ("beta1", "beta2"):
             value = getattr(self, name)
             if not 0 <= value < 1:
@@ -51,29 +48,19 @@ class AdamOptions:
             raise ValueError(f"eps must be > 0; got {self.eps}")
         if not self.weight_decay >= 0:
             raise ValueError(f"weight_decay must be >= 0; got {self.weight_decay}")
-        if self.step_size < 1:
-            raise ValueError(f"step_size must be >= 1; got {self.step_size}")
-        if not 0 < self.gamma <= 1:
-            raise ValueError(f"gamma must be in (0, 1]; got {self.gamma}")
 
 
-class Adam(BaseOptimizer):
+class Adam(ScheduledOptimizer):
     """Adam over a params dict, updated in place (see the module docstring)."""
 
     def __init__(self, params: dict[str, np.ndarray], options: AdamOptions) -> None:
-        super().__init__(params, options.lr)
-        self.options = options
+        super().__init__(params, options)
         self._scratch = {k: np.empty_like(v) for k, v in params.items()}
 
     @property
     def steps_taken(self) -> int:
         """Steps applied so far (the ``t`` of the bias correction)."""
         return int(self.state["step"]) if "step" in self.state else 0
-
-    def start_epoch(self, epoch: int, epochs: int) -> None:
-        """Set ``lr`` from the schedule."""
-        o = self.options
-        self.lr = scheduled_lr(o.lr, o.schedule, epoch, epochs, o.step_size, o.gamma)
 
     def step(self, grads: dict[str, np.ndarray]) -> None:
         """Apply one Adam update to every parameter."""

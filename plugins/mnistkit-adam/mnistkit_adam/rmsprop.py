@@ -13,54 +13,38 @@ The learning rate follows ``schedule`` per epoch. The state (``v.<name>``, and
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
 
 import numpy as np
 
-from mnistkit.optimizers.base import BaseOptimizer, scheduled_lr
+from mnistkit.optimizers.base import LearningRateOptions, ScheduledOptimizer
 
 
 @dataclasses.dataclass
-class RMSpropOptions:
-    """Options of ``rmsprop``."""
+class RMSpropOptions(LearningRateOptions):
+    """Options of ``rmsprop``: ``lr``, ``schedule``, ``step_size``, ``gamma``, then these."""
 
     lr: float = dataclasses.field(default=1e-3, metadata={"help": "learning rate (> 0)"})
     decay: float = dataclasses.field(
         default=0.99, metadata={"help": "decay of the mean square, [0, 1)"})
     eps: float = dataclasses.field(default=1e-8, metadata={"help": "added to the RMS (> 0)"})
     momentum: float = dataclasses.field(default=0.0, metadata={"help": "momentum in [0, 1)"})
-    schedule: Literal["constant", "step", "cosine"] = dataclasses.field(
-        default="constant", metadata={"help": "learning-rate decay per epoch"})
-    step_size: int = dataclasses.field(default=1, metadata={"help": "epochs per step decay"})
-    gamma: float = dataclasses.field(default=0.5, metadata={"help": "factor per step decay"})
 
     def __post_init__(self) -> None:
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0; got {self.lr}")
+        super().__post_init__()
         if not 0 <= self.decay < 1:
             raise ValueError(f"decay must be in [0, 1); got {self.decay}")
         if not self.eps > 0:
             raise ValueError(f"eps must be > 0; got {self.eps}")
         if not 0 <= self.momentum < 1:
             raise ValueError(f"momentum must be in [0, 1); got {self.momentum}")
-        if self.step_size < 1:
-            raise ValueError(f"step_size must be >= 1; got {self.step_size}")
-        if not 0 < self.gamma <= 1:
-            raise ValueError(f"gamma must be in (0, 1]; got {self.gamma}")
 
 
-class RMSprop(BaseOptimizer):
+class RMSprop(ScheduledOptimizer):
     """RMSprop over a params dict, updated in place (see the module docstring)."""
 
     def __init__(self, params: dict[str, np.ndarray], options: RMSpropOptions) -> None:
-        super().__init__(params, options.lr)
-        self.options = options
+        super().__init__(params, options)
         self._scratch = {k: np.empty_like(v) for k, v in params.items()}
-
-    def start_epoch(self, epoch: int, epochs: int) -> None:
-        """Set ``lr`` from the schedule."""
-        o = self.options
-        self.lr = scheduled_lr(o.lr, o.schedule, epoch, epochs, o.step_size, o.gamma)
 
     def step(self, grads: dict[str, np.ndarray]) -> None:
         """Apply one RMSprop update to every parameter."""
