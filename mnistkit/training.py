@@ -220,4 +220,5 @@ def check_step_output(model_name: str, params: dict[str, np.ndarray], loss: Any,
     try:
         float(loss)
     except (TypeError, ValueError):
-        raise PluginError(f"{where} must return a number as loss; got {loss!r}") from None
+        got = f"{type(loss).__name__} {getattr(loss, 'shape', '')}".strip()
+        raise PluginError(f"{where} must return a number as loss; got {got}") from None

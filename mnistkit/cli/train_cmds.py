@@ -105,6 +105,8 @@ def train_command(model_name: str, optimizer_name: str, model_options: tuple[str
       mnistkit train --model softmax --epochs 5 --out runs/softmax
       mnistkit train --resume runs/softmax
     """
+    import numpy as np
+
     from mnistkit.options import parse_assignments
     from mnistkit.runs import Run, RunSpec, default_run_dir
     from mnistkit.training import TrainConfig
@@ -135,7 +137,9 @@ def train_command(model_name: str, optimizer_name: str, model_options: tuple[str
                            optimizer_options=parse_assignments(optimizer_options),
                            dataset=dataset_name, val_size=val_size, limit=limit, config=config)
             run = Run.start(spec, dataset, registry, out or default_run_dir("runs", model_name))
-        with _limit_threads(threads):
+        # Overflow warnings would print source lines; the NaN guard explains divergence.
+        with _limit_threads(threads), np.errstate(over="ignore", invalid="ignore",
+                                                  divide="ignore"):
             _train_with_progress(run, stop, show=not (quiet or as_json), out=out_console)
     except KeyboardInterrupt:  # a second Ctrl-C: stop at once, keep the last checkpoint
         where = (f"the last checkpoint in {run.path} is kept. Resume with: mnistkit train "
