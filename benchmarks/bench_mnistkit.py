@@ -11,6 +11,7 @@ import numpy as np
 
 from mnistkit.data.dataset import Split
 from mnistkit.models.twolayer import TwoLayerNet, TwoLayerOptions
+from mnistkit.optimizers.base import scheduled_lr
 from mnistkit.optimizers.sgd import SGD, SGDOptions
 from mnistkit.training import EpochFinished, EpochStarted, StepFinished, TrainConfig, Trainer
 
@@ -31,12 +32,13 @@ class MnistkitRunner:
     checked against the trainer's own order when each epoch starts.
     """
 
-    def __init__(self, train: Split, *, hidden: int, lr: float, momentum: float, reg: float,
+    def __init__(self, train: Split, *, hidden: int, reg: float, sgd: SGDOptions,
                  batch_size: int, seed: int, epochs: int) -> None:
         rng = np.random.default_rng(seed)
         self.model = TwoLayerNet(TwoLayerOptions(hidden_size=hidden, reg=reg), rng)
         self.initial_params = {k: v.copy() for k, v in self.model.params.items()}
-        optimizer = SGD(self.model.params, SGDOptions(lr=lr, momentum=momentum))
+        self.sgd, self.epochs = sgd, epochs
+        optimizer = SGD(self.model.params, sgd)
         empty = Split(train.images[:0], train.labels[:0])
         config = TrainConfig(epochs=epochs, batch_size=batch_size, seed=seed)
         self.trainer = Trainer(self.model, optimizer, train, empty, config, rng, "twolayer")
@@ -52,6 +54,11 @@ class MnistkitRunner:
                                        config=self.trainer.config, rng=peek)
         return [Trainer._epoch_order(shadow)[:self.trainer.steps * self.trainer.config.batch_size]
                 for _ in range(epochs)]
+
+    def lr(self, epoch: int) -> float:
+        """The learning rate of ``epoch`` (0-based) under the SGD schedule."""
+        o = self.sgd
+        return scheduled_lr(o.lr, o.schedule, epoch, self.epochs, o.step_size, o.gamma)
 
     def epoch(self) -> tuple[float, float]:
         """Train one epoch; ``(seconds of the training steps, seconds including the

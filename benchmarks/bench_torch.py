@@ -33,7 +33,7 @@ class TorchTwoLayer:
     """``784 -> H -> 10`` ReLU network trained with ``torch.optim.SGD``."""
 
     def __init__(self, params: dict[str, np.ndarray], images: np.ndarray, labels: np.ndarray,
-                 *, lr: float, momentum: float, reg: float, batch_size: int,
+                 *, lr: float, momentum: float, nesterov: bool, reg: float, batch_size: int,
                  pixel_scale: float) -> None:
         n_inputs, hidden = params["W1"].shape
         classes = params["W2"].shape[1]
@@ -44,7 +44,7 @@ class TorchTwoLayer:
         self.opt = torch.optim.SGD(
             [{"params": [first.weight, second.weight], "weight_decay": reg},
              {"params": [first.bias, second.bias], "weight_decay": 0.0}],
-            lr=lr, momentum=momentum)
+            lr=lr, momentum=momentum, nesterov=nesterov)
         self.batch_size = batch_size
         self.scale = float(np.float32(pixel_scale))
         self.images = torch.from_numpy(np.ascontiguousarray(images.reshape(len(images), -1)))
@@ -70,8 +70,12 @@ class TorchTwoLayer:
         torch.index_select(self.labels, 0, index, out=y)
         return x, y
 
-    def epoch(self, order: np.ndarray) -> float:
-        """One pass over the images in ``order`` (int64); returns the last batch's loss."""
+    def epoch(self, order: np.ndarray, lr: float | None = None) -> float:
+        """One pass over the images in ``order`` (int64), at learning rate ``lr`` if given
+        (mnistkit's schedule sets it per epoch); returns the last batch's loss."""
+        if lr is not None:
+            for group in self.opt.param_groups:
+                group["lr"] = lr
         order_t = torch.from_numpy(np.ascontiguousarray(order, dtype=np.int64))
         b = self.batch_size
         loss = torch.zeros(())
@@ -82,7 +86,7 @@ class TorchTwoLayer:
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()
-        return float(loss)
+        return float(loss.detach())
 
     def scores(self, images: np.ndarray, chunk: int = 1000) -> np.ndarray:
         """Class scores of uint8 ``images`` ``(N, 28, 28)`` as a numpy array."""

@@ -31,9 +31,9 @@ ROOT = HERE.parent
 SECTIONS = ("epoch", "loading", "evaluation", "scaling", "train", "startup")
 BUNDLED = ROOT / "mnistkit" / "data" / "files"
 
-# The network and hyper-parameters both contenders train with in the comparison.
-COMPARE = {"hidden": 100, "lr": 0.1, "momentum": 0.9, "reg": 1e-4, "batch_size": 128,
-           "seed": 0}
+# The network both contenders train in the comparison; the SGD options and L2 strength
+# are mnistkit's defaults (read at run time), applied identically to PyTorch.
+COMPARE = {"hidden": 100, "batch_size": 128, "seed": 0}
 ACCURACY_TOLERANCE = 0.005  # both must reach the same test accuracy within 0.5 points
 
 TARGETS = {
@@ -135,25 +135,38 @@ class Bench:
 
         return Split(self.dataset.train.images[:n], self.dataset.train.labels[:n])
 
+    @staticmethod
+    def hyper_parameters() -> dict[str, Any]:
+        """The comparison's network and training settings, with mnistkit's defaults."""
+        import dataclasses
+
+        from mnistkit.models.twolayer import TwoLayerOptions
+        from mnistkit.optimizers.sgd import SGDOptions
+
+        return {**COMPARE, "reg": TwoLayerOptions().reg,
+                "sgd": dataclasses.asdict(SGDOptions())}
+
     def twin(self, runner: Any, n: int) -> Any:
-        c = COMPARE
+        o = runner.sgd
         return self.torch.make_twin(
             runner.initial_params, self.dataset.train.images[:n], self.dataset.train.labels[:n],
-            lr=c["lr"], momentum=c["momentum"], reg=c["reg"], batch_size=c["batch_size"],
-            pixel_scale=1.0 / 255.0)
+            lr=o.lr, momentum=o.momentum, nesterov=o.nesterov, reg=runner.model.options.reg,
+            batch_size=COMPARE["batch_size"], pixel_scale=1.0 / 255.0)
 
     def runner(self, n: int, hidden: int, epochs: int) -> Any:
         from bench_mnistkit import MnistkitRunner
 
-        c = COMPARE
-        return MnistkitRunner(self.train_split(n), hidden=hidden, lr=c["lr"],
-                              momentum=c["momentum"], reg=c["reg"], batch_size=c["batch_size"],
-                              seed=c["seed"], epochs=epochs)
+        from mnistkit.models.twolayer import TwoLayerOptions
+        from mnistkit.optimizers.sgd import SGDOptions
+
+        return MnistkitRunner(self.train_split(n), hidden=hidden, reg=TwoLayerOptions().reg,
+                              sgd=SGDOptions(), batch_size=COMPARE["batch_size"],
+                              seed=COMPARE["seed"], epochs=epochs)
 
     # -- (1) epoch against PyTorch and the matmul floor ------------------------------------
     def bench_epoch(self) -> None:
         from bench_mnistkit import accuracy_of, epoch_flops, matmul_only_epoch, sgemm_gflops
-        from bench_util import summary
+        from bench_util import median, summary
 
         n = 10_000 if self.quick else 60_000
         hidden = COMPARE["hidden"]
@@ -180,7 +193,7 @@ class Bench:
                         mk_full.append(full_s)
                 elif twin is not None:
                     start = time.perf_counter()
-                    twin.epoch(order)
+                    twin.epoch(order, runner.lr(rep))
                     if rep:
                         th.append(time.perf_counter() - start)
             rates.append(sgemm_gflops())
@@ -198,12 +211,15 @@ class Bench:
         med = summary(mk)["median"]
         result = {
             "images": n, "images_per_epoch": runner.images_per_epoch,
-            "network": f"784-{hidden}-10", "hyper_parameters": COMPARE,
+            "network": f"784-{hidden}-10", "hyper_parameters": self.hyper_parameters(),
             "epochs_trained": epochs, "threads": self.threads,
             "mnistkit_s": summary(mk), "mnistkit_with_epoch_accuracy_s": summary(mk_full),
             "torch_s": summary(th) if twin is not None else None,
-            "ratio_mnistkit_over_torch": (round(med / summary(th)["median"], 3)
-                                          if twin is not None else None),
+            "ratio_mnistkit_over_torch": (  # median of the per-repetition (paired) ratios
+                round(median([a / b for a, b in zip(mk, th, strict=True)]), 3)
+                if twin is not None else None),
+            "ratio_of_medians": (round(med / summary(th)["median"], 3)
+                                 if twin is not None else None),
             "epoch_gflop": round(flops / 1e9, 2),
             "sgemm_1024_gflops": {"median": round(rate, 1), "reps": [round(r, 1) for r in rates]},
             "floor_s": round(floor, 4),
@@ -353,7 +369,7 @@ class Bench:
                             mk.append(took)
                     elif twin is not None:
                         start = time.perf_counter()
-                        twin.epoch(order)
+                        twin.epoch(order, runner.lr(rep))
                         if rep:
                             th.append(time.perf_counter() - start)
             row = {"images": n, "hidden": hidden, "mnistkit_s": summary(mk)["median"],
@@ -395,7 +411,7 @@ class Bench:
                 out = Path(tmp) / f"run-{i}"
                 env = dict(os.environ, MNISTKIT_CACHE_DIR=str(cache))
                 env.pop("MNISTKIT_NO_CACHE", None)
-                full = cmd + ["train", "--model", "twolayer", "--quiet", "--out", str(out)] + extra
+                full = cmd + ["train", "--model", "twolayer", "--out", str(out)] + extra
                 log(f"[train] {label}: {' '.join(full[len(cmd) - 1:])}")
                 child = run_child(full, env=env, cwd=tmp)
                 if child.returncode != 0:
@@ -417,7 +433,7 @@ class Bench:
                     f"accuracy {record['metrics']['test_accuracy']:.4f}")
         warm = [r for r in runs if r["cache"] == "warm cache"]
         self.results["train"] = {
-            "command": "mnistkit train --model twolayer --quiet --out RUN" + (
+            "command": "mnistkit train --model twolayer --out RUN" + (
                 " " + " ".join(extra) if extra else ""),
             "runs": runs,
             "warm_median_wall_s": sorted(r["wall_s"] for r in warm)[len(warm) // 2],
@@ -646,7 +662,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for section in SECTIONS:
             if section in args.sections:
+                before = load_average()
                 getattr(bench, f"bench_{section}")()
+                bench.results[section]["load_average"] = {"before": before,
+                                                          "after": load_average()}
     finally:
         if limiter is not None:
             limiter.restore_original_limits()
