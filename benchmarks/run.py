@@ -241,7 +241,7 @@ class Bench:
     def bench_loading(self) -> None:
         from bench_util import run_child, summary
 
-        reps = 1 if self.quick else max(3, self.reps // 2)
+        reps = 1 if self.quick else max(5, self.reps // 2)
         have_pymnist = importlib.util.find_spec("mnist") is not None
         if not have_pymnist:
             log("python-mnist not installed: its loading column is skipped")
@@ -355,22 +355,25 @@ class Bench:
         points = [(n, COMPARE["hidden"]) for n in sizes]
         points += [(n_for_h, h) for h in hiddens if (n_for_h, h) not in points]
         rows = []
-        log(f"[scaling] {len(points)} points, {reps} rep(s) after a warm-up")
+        log(f"[scaling] {len(points)} points, {reps} rep(s) after >= 60k images of warm-up")
         for n, hidden in points:
-            runner = self.runner(n, hidden, reps + 1)
+            # warm-up epochs (untimed) until about 60,000 images went through each contender:
+            # the first few hundred steps of a fresh process run measurably slower
+            warm = 1 if self.quick else -(-60_000 // n)
+            runner = self.runner(n, hidden, warm + reps)
             twin = self.twin(runner, n) if self.torch else None
             mk, th = [], []
-            for rep in range(reps + 1):
+            for rep in range(warm + reps):
                 order = runner.orders[rep]
                 for who in (["mnistkit", "torch"] if rep % 2 == 0 else ["torch", "mnistkit"]):
                     if who == "mnistkit":
                         took = runner.epoch()[0]
-                        if rep:
+                        if rep >= warm:
                             mk.append(took)
                     elif twin is not None:
                         start = time.perf_counter()
                         twin.epoch(order, runner.lr(rep))
-                        if rep:
+                        if rep >= warm:
                             th.append(time.perf_counter() - start)
             row = {"images": n, "hidden": hidden, "mnistkit_s": summary(mk)["median"],
                    "torch_s": summary(th)["median"] if twin is not None else None,
