@@ -203,7 +203,7 @@ def _download(url: str, remote: RemoteFile, path: Path, timeout: float, max_seco
             digest = remote.hasher()
             received = 0
             with os.fdopen(fd, "wb") as out:
-                while chunk := response.read(CHUNK):
+                while chunk := response.read1(CHUNK):  # what has arrived: the deadline holds
                     out.write(chunk)
                     digest.update(chunk)
                     received += len(chunk)
