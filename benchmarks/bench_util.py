@@ -15,6 +15,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -149,3 +150,43 @@ def load_average() -> list[float] | None:
         return [round(v, 2) for v in os.getloadavg()]
     except OSError:
         return None
+
+
+class OtherCpu:
+    """How much CPU other processes used while a block ran: a check that a timing was
+    taken on a quiet machine. ``fraction`` is their CPU time over (wall time x cores)."""
+
+    def __init__(self) -> None:
+        self.fraction: float | None = None
+
+    @staticmethod
+    def _busy_seconds() -> float | None:
+        try:
+            fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+        except (OSError, IndexError):
+            return None
+        values = [int(v) for v in fields]
+        idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+        guest = sum(values[8:10]) if len(values) > 9 else 0  # already counted in user
+        return (sum(values) - idle - guest) / os.sysconf("SC_CLK_TCK")
+
+    @staticmethod
+    def _own_seconds() -> float:
+        import resource
+
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+    def __enter__(self) -> OtherCpu:
+        self._start = (time.perf_counter(), self._busy_seconds(), self._own_seconds())
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        wall0, busy0, own0 = self._start
+        busy1 = self._busy_seconds()
+        if busy0 is None or busy1 is None:
+            return
+        wall = time.perf_counter() - wall0
+        others = (busy1 - busy0) - (self._own_seconds() - own0)
+        self.fraction = max(0.0, others) / (wall * (os.cpu_count() or 1))
