@@ -257,16 +257,22 @@ class Bench:
         have_pymnist = importlib.util.find_spec("mnist") is not None
         if not have_pymnist:
             log("python-mnist not installed: its loading column is skipped")
+        # Before each load the child times filling a fresh 47 MB array (then frees it): a
+        # canary for how expensive fresh memory is at that moment. On a VM whose host takes
+        # back free guest memory, first touches vary several-fold, and so does every load.
+        canary = ("c=numpy.empty(47_040_000,numpy.uint8);t=time.perf_counter();c.fill(1)\n"
+                  "f=time.perf_counter()-t;del c\n")
         mk_code = (
-            "import json,time,numpy;from mnistkit.data.mnist import load_mnist\n"
+            "import json,time,numpy;from mnistkit.data.mnist import load_mnist\n" + canary +
             "t=time.perf_counter();d=load_mnist();s=time.perf_counter()-t\n"
-            "print(json.dumps({'seconds':s,'train':len(d.train),'test':len(d.test)}))")
+            "print(json.dumps({'seconds':s,'fresh_memory_s':f,'train':len(d.train)}))")
         pm_code = (
-            "import json,sys,time,numpy;from mnist import MNIST\n"
+            "import json,sys,time,numpy;from mnist import MNIST\n" + canary +
             "m=MNIST(sys.argv[1],gz=True);t=time.perf_counter()\n"
             "a=m.load_training();b=m.load_testing();s=time.perf_counter()-t\n"
-            "print(json.dumps({'seconds':s,'train':len(a[0]),'test':len(b[0])}))")
-        base_code = "import json,time,numpy;print(json.dumps({'seconds':0.0}))"
+            "print(json.dumps({'seconds':s,'fresh_memory_s':f,'train':len(a[0])}))")
+        base_code = ("import json,time,numpy\n" + canary +
+                     "print(json.dumps({'seconds':0.0,'fresh_memory_s':f}))")
         variants = {"mnistkit_cold_no_cache": "nocache", "mnistkit_cold_empty_cache": "empty",
                     "mnistkit_warm_cache": "warm"}
         if have_pymnist:
@@ -274,6 +280,7 @@ class Bench:
         variants["python_numpy_baseline"] = "base"
         times: dict[str, list[float]] = {k: [] for k in variants}
         rss: dict[str, list[float]] = {k: [] for k in variants}
+        fresh: list[float] = []
         log(f"[loading] bundled .gz files, {reps} rep(s) each, one child process per load")
         with tempfile.TemporaryDirectory() as tmp:
             for rep in range(reps):
@@ -296,8 +303,9 @@ class Bench:
                     out = json.loads(child.stdout.strip().splitlines()[-1])
                     times[name].append(out["seconds"])
                     rss[name].append(child.max_rss_mb)
-                    log(f"  rep {rep} {name}: {out['seconds']:.3f} s, "
-                        f"peak RSS {child.max_rss_mb:.0f} MB")
+                    fresh.append(out["fresh_memory_s"])
+                    log(f"  rep {rep} {name}: {out['seconds']:.3f} s, peak RSS "
+                        f"{child.max_rss_mb:.0f} MB (fresh 47 MB: {out['fresh_memory_s']:.3f} s)")
         result: dict[str, Any] = {}
         for name in variants:
             if name == "python_numpy_baseline":
@@ -309,8 +317,11 @@ class Bench:
             result["ratio_python_mnist_over_mnistkit_cold"] = round(
                 summary(times["python_mnist"])["median"]
                 / summary(times["mnistkit_cold_no_cache"])["median"], 1)
+        result["fresh_47mb_fill_s"] = summary(fresh)
         result["note"] = ("seconds measured inside the child around the load call only "
-                          "(interpreter and numpy import excluded); RSS is the whole child's")
+                          "(interpreter and numpy import excluded); RSS is the whole child's; "
+                          "fresh_47mb_fill_s: filling a new 47 MB array in each child just "
+                          "before its load")
         self.results["loading"] = result
 
     # -- (3) evaluation ---------------------------------------------------------------------
