@@ -137,8 +137,10 @@ def test_ctrl_c_saves_a_resumable_run_and_resume_finishes_it(tmp_path):
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
                             text=True)
-    deadline = time.time() + 60
-    while not (out / "last.npz").exists() and time.time() < deadline:
+    deadline = time.time() + 60  # wait for the first epoch's row: the signal lands in epoch 2
+    history = out / "history.csv"
+    while time.time() < deadline and not (
+            history.exists() and len(history.read_text().splitlines()) >= 2):
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
@@ -155,3 +157,16 @@ def test_ctrl_c_saves_a_resumable_run_and_resume_finishes_it(tmp_path):
     b = np.load(tmp_path / "whole" / "last.npz")
     for key in ("params/W1", "params/b1", "params/W2", "params/b2"):
         assert np.array_equal(a[key], b[key]), key
+
+
+def test_a_failing_history_picture_does_not_fail_a_finished_run(tmp_path, monkeypatch):
+    import mnistkit.plots
+
+    def full_disk(run_dir):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(mnistkit.plots, "save_history_plot", full_disk)
+    result = CliRunner().invoke(build_cli(), ["train", *QUICK, "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0
+    assert "warning: could not draw" in result.output and "No space left" in result.output
+    assert json.loads((tmp_path / "r" / "run.json").read_text())["status"] == "finished"

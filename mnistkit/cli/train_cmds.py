@@ -17,6 +17,7 @@ from mnistkit.cli.common import (
     load_dataset_for_cli,
     print_json,
 )
+from mnistkit.errors import MnistkitError
 
 EXIT_INTERRUPTED = 130
 
@@ -156,7 +157,10 @@ def train_command(model_name: str, optimizer_name: str, model_options: tuple[str
         sys.exit(EXIT_INTERRUPTED)
     from mnistkit.plots import save_history_plot  # matplotlib: imported only here
 
-    save_history_plot(run.path)  # RUN/history.png, as 'mnistkit visualise history RUN'
+    try:  # RUN/history.png, as 'mnistkit visualise history RUN'; the run is saved either way
+        save_history_plot(run.path)
+    except (OSError, MnistkitError) as exc:
+        click.echo(f"warning: could not draw {run.path / 'history.png'}: {exc}", err=True)
     if as_json:
         print_json({"run": str(run.path), **record})
         return
