@@ -195,7 +195,7 @@ def text_colours(rgba: np.ndarray) -> np.ndarray:
 # -- reading runs for the history plot ------------------------------------------------------
 def read_step_losses(run_dir: str | Path) -> np.ndarray:
     """The loss of every step from ``steps.csv`` of a run (validated)."""
-    from mnistkit.runs import STEPS_CSV
+    from mnistkit.run_folder import STEPS_CSV
 
     path = Path(run_dir) / STEPS_CSV
     try:
@@ -219,7 +219,7 @@ def read_step_losses(run_dir: str | Path) -> np.ndarray:
 
 def run_curves(run_dir: str | Path, label: str | None = None) -> RunCurves:
     """The training curves of the run at ``run_dir`` (``run.json`` and ``steps.csv``)."""
-    from mnistkit.runs import read_record
+    from mnistkit.run_folder import read_record
 
     record = read_record(run_dir)
     history = record["history"]
@@ -265,7 +265,7 @@ def _short(value: Any) -> str:
 
 def load_curves(run_dirs: Sequence[str | Path]) -> list[RunCurves]:
     """:func:`run_curves` of several runs, labelled so they can be told apart."""
-    from mnistkit.runs import read_record
+    from mnistkit.run_folder import read_record
 
     paths = [Path(p) for p in run_dirs]
     labels = run_labels(paths, [read_record(p) for p in paths])

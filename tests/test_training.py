@@ -15,7 +15,8 @@ from mnistkit.models.softmax import SoftmaxClassifier, SoftmaxOptions
 from mnistkit.models.twolayer import TwoLayerNet, TwoLayerOptions
 from mnistkit.optimizers.sgd import SGD, SGDOptions
 from mnistkit.plugins import load_plugins
-from mnistkit.runs import LAST_NPZ, Run, RunSpec, load_run, read_record
+from mnistkit.run_folder import LAST_NPZ, load_run, read_record
+from mnistkit.runs import Run, RunSpec
 from mnistkit.training import TrainConfig
 
 

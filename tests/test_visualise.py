@@ -225,7 +225,8 @@ def test_twolayer_weights_grid_and_minus_init(cli, runs, tmp_path, drawn):
 
     # --minus-init subtracts exactly the parameters training started from
     from mnistkit.datasets import load_dataset
-    from mnistkit.runs import Run, RunSpec, load_run
+    from mnistkit.run_folder import load_run
+    from mnistkit.runs import Run, RunSpec
     from mnistkit.training import TrainConfig
 
     registry = load_plugins(entry_points=False).registry
@@ -287,7 +288,7 @@ def test_errors_are_real_mistakes_sorted_by_confidence(cli, runs, drawn):
     from mnistkit.datasets import load_dataset
     from mnistkit.evaluation import predict_scores
     from mnistkit.models.base import softmax
-    from mnistkit.runs import load_run
+    from mnistkit.run_folder import load_run
 
     loaded = load_run(runs["softmax"], load_plugins(entry_points=False).registry,
                       load_dataset("mnist"))
@@ -313,7 +314,7 @@ def test_error_titles_agree_with_the_test_confusion_matrix(cli, runs, drawn):
     # with no limit, the mistakes picked are exactly the off-diagonal of that matrix
     from mnistkit.datasets import load_dataset
     from mnistkit.evaluation import evaluate
-    from mnistkit.runs import load_run
+    from mnistkit.run_folder import load_run
 
     dataset = load_dataset("mnist")
     loaded = load_run(runs["softmax"], load_plugins(entry_points=False).registry, dataset)

@@ -227,7 +227,7 @@ def _pct(value: float) -> str:
 
 
 def _load_run_for_cli(run_path: Path, data_dir: Path | None, which: str) -> tuple[Any, Any]:
-    from mnistkit.runs import load_run, read_record
+    from mnistkit.run_folder import load_run, read_record
 
     record = read_record(run_path)
     dataset = load_dataset_for_cli(record["dataset"]["name"], data_dir)

@@ -252,7 +252,7 @@ def _initial_first_layer(loaded: Any, dataset: Any) -> Any:
     import numpy as np
 
     from mnistkit.cli.common import current_plugins
-    from mnistkit.runs import build_model
+    from mnistkit.run_folder import build_model
 
     record = loaded.record
     entry = current_plugins().registry.get("model", record["model"])

@@ -20,7 +20,7 @@ import pytest
 from conftest import KILL_REPEATS, invoke, subprocess_env
 
 from mnistkit.checkpoint import load_checkpoint, save_checkpoint
-from mnistkit.runs import LAST_NPZ, remove_stale_temporaries
+from mnistkit.run_folder import LAST_NPZ, remove_stale_temporaries
 
 ROUND = 1_000_000  # version numbers of round r start at r * ROUND: unique across rounds
 
