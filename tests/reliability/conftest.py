@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, settings
 
 from mnistkit.cli import build_cli
 from mnistkit.data.idx import write_idx
+from mnistkit.plugins import load_plugins
 
 REPO = Path(__file__).resolve().parents[2]
 FUZZ_EXAMPLES = int(os.environ.get("MNISTKIT_FUZZ_EXAMPLES", "300"))
@@ -46,8 +47,10 @@ def pytest_collection_modifyitems(config, items):
 
 
 def invoke(*args: str, cli=None, env: dict[str, str] | None = None) -> Result:
-    """Run the CLI in-process like a user would (exceptions are not re-raised)."""
-    return CliRunner().invoke(cli or build_cli(), [str(a) for a in args], env=env)
+    """Run the CLI in-process like a user would (exceptions are not re-raised); by default
+    with the built-ins only, so installed plugins (CI installs plugins/) change nothing."""
+    cli = cli or build_cli(load_plugins(entry_points=False))
+    return CliRunner().invoke(cli, [str(a) for a in args], env=env)
 
 
 def assert_one_line_error(result: Result, *fragments: str, exit_code: int | None = None) -> str:

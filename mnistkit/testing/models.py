@@ -1,0 +1,255 @@
+"""Conformance checks of a model factory."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from mnistkit.gradcheck import (
+    DEFAULT_THRESHOLD,
+    GradientCheckError,
+    check_gradients,
+    frozen_rng,
+    random_batch,
+)
+from mnistkit.testing._core import (
+    OVERFIT_EXAMPLES,
+    Subject,
+    check_declared_options,
+    npz_round_trip,
+    same_arrays,
+    tiny_problem,
+)
+
+
+def _build_model(subject: Subject, check: str, seed: int = 0) -> Any:
+    options = subject.make_options(check)
+    try:
+        model = subject.factory(options, np.random.default_rng(seed), subject.n_inputs,
+                                subject.n_classes)
+    except Exception as exc:
+        subject.fail(check, f"factory(options, rng, {subject.n_inputs}, {subject.n_classes}) "
+                     f"raised {type(exc).__name__}: {exc}",
+                     "the factory must accept (options, rng, n_inputs, n_classes)")
+    return model
+
+
+def _model_options(s: Subject) -> None:
+    check_declared_options(s)
+
+
+def _model_construct(s: Subject) -> None:
+    model = _build_model(s, "construct")
+    params = getattr(model, "params", None)
+    if not isinstance(params, dict) or not params:
+        s.fail("construct", f"model.params is {type(params).__name__}, not a non-empty dict",
+               "set self.params = {'W': ..., 'b': ...} in __init__")
+    for method in ("loss_and_grads", "scores"):
+        if not callable(getattr(model, method, None)):
+            s.fail("construct", f"the model has no method {method}()",
+                   "see mnistkit.models.base.Model for the contract")
+
+
+def _model_params(s: Subject) -> None:
+    model = _build_model(s, "params")
+    for key, p in model.params.items():
+        if not isinstance(key, str) or not key or "/" in key:
+            s.fail("params", f"parameter key {key!r} is not a plain string",
+                   "name parameters like 'W1', 'b1' (they become .npz names)")
+        if not isinstance(p, np.ndarray) or p.dtype != np.float32:
+            kind = p.dtype if isinstance(p, np.ndarray) else type(p).__name__
+            s.fail("params", f"parameter {key!r} is {kind}, not a float32 array",
+                   "create parameters with .astype(np.float32)")
+        if not np.all(np.isfinite(p)):
+            s.fail("params", f"parameter {key!r} has NaN or infinite values",
+                   "check the initialisation")
+
+
+def _model_shapes(s: Subject) -> None:
+    model = _build_model(s, "shapes")
+    before = {k: v.copy() for k, v in model.params.items()}
+    x, y = tiny_problem(s.n_inputs, s.n_classes, 5)
+    with frozen_rng(model) as reset:
+        result = model.loss_and_grads(x, y)
+        if not isinstance(result, tuple) or len(result) != 2:
+            s.fail("shapes", f"loss_and_grads returned {type(result).__name__}",
+                   "return (loss, grads): a float and a dict")
+        loss, grads = result
+        try:
+            loss = float(loss)
+        except (TypeError, ValueError):
+            s.fail("shapes", f"the loss is {type(loss).__name__}, not a number",
+                   "return the mean loss as a Python float")
+        if not np.isfinite(loss) or loss < 0:
+            s.fail("shapes", f"the loss is {loss!r}", "return the mean cross-entropy (>= 0)")
+        if not isinstance(grads, dict) or set(grads) != set(model.params):
+            keys = sorted(grads) if isinstance(grads, dict) else type(grads).__name__
+            s.fail("shapes", f"gradient keys {keys} differ from the parameter keys "
+                   f"{sorted(model.params)}", "return one gradient per parameter, same keys")
+        for key, p in model.params.items():
+            g = grads[key]
+            if not isinstance(g, np.ndarray) or g.shape != p.shape or g.dtype != p.dtype:
+                got = (g.shape, g.dtype) if isinstance(g, np.ndarray) else type(g).__name__
+                s.fail("shapes", f"gradient {key!r} is {got}, its parameter "
+                       f"{(p.shape, p.dtype)}",
+                       "give each gradient the shape and dtype of its parameter")
+            if not np.all(np.isfinite(g)):
+                s.fail("shapes", f"gradient {key!r} has NaN or infinite values",
+                       "check the backward pass")
+        if not same_arrays(before, model.params):
+            s.fail("shapes", "loss_and_grads changed the parameters",
+                   "only the optimizer updates params; compute into separate buffers")
+        scores = model.scores(x)
+        if not isinstance(scores, np.ndarray) or scores.shape != (5, s.n_classes):
+            got = scores.shape if isinstance(scores, np.ndarray) else type(scores).__name__
+            s.fail("shapes", f"scores(x) for a batch of 5 has shape {got}, expected "
+                   f"{(5, s.n_classes)}", "return (batch, n_classes) logits")
+        if scores.dtype != np.float32:
+            s.fail("shapes", f"scores are {scores.dtype} for float32 parameters",
+                   "compute in the dtype of the parameters")
+        if not same_arrays(before, model.params):
+            s.fail("shapes", "scores() changed the parameters", "scores must be read-only")
+        # Buffers reused across batch sizes must not leak stale values.
+        reset()
+        first = float(model.loss_and_grads(x[:3], y[:3])[0])
+        first_scores = model.scores(x[:3]).copy()
+        other, other_y = tiny_problem(s.n_inputs, s.n_classes, 7, seed=2)
+        model.loss_and_grads(other, other_y)
+        model.scores(other)
+        model.loss_and_grads(other[:1], other_y[:1])
+        reset()
+        again = float(model.loss_and_grads(x[:3], y[:3])[0])
+        if not np.isclose(first, again, rtol=1e-6, atol=0):
+            s.fail("shapes", f"the loss of the same batch changed ({first} then {again}) after "
+                   "batches of other sizes", "size reused buffers by the current batch")
+        if not np.allclose(first_scores, model.scores(x[:3]), rtol=1e-6, atol=1e-7):
+            s.fail("shapes", "scores of the same batch changed after other batch sizes",
+                   "size reused buffers by the current batch")
+
+
+def _model_deterministic(s: Subject) -> None:
+    model = _build_model(s, "deterministic")
+    x, y = tiny_problem(s.n_inputs, s.n_classes, 6)
+    first = model.scores(x).copy()
+    model.loss_and_grads(x, y)  # consumes training randomness (dropout), if any
+    second = model.scores(x)
+    if not np.array_equal(first, second):
+        s.fail("deterministic", "scores(x) differs between two calls with the same parameters",
+               "scores is for evaluation: no dropout or other randomness in it")
+    rng = getattr(model, "rng", None)
+    with frozen_rng(model) as reset:
+        reset()
+        a = float(model.loss_and_grads(x, y)[0])
+        reset()
+        b = float(model.loss_and_grads(x, y)[0])
+    if a != b:
+        where = ("model.rng was reset between the calls" if isinstance(rng, np.random.Generator)
+                 else "the model has no 'rng' attribute")
+        s.fail("deterministic", f"loss_and_grads gave {a} then {b} on the same batch ({where})",
+               "draw training randomness only from the Generator the factory receives, kept "
+               "in self.rng (never np.random.* global functions)")
+
+
+def _model_gradients(s: Subject) -> None:
+    model = _build_model(s, "gradients")
+    originals = {k: v for k, v in model.params.items()}
+    x, y = random_batch(4, s.n_inputs, s.n_classes, seed=3)
+    try:
+        results = check_gradients(model, x, y, entries=8)
+    except GradientCheckError as exc:
+        s.fail("gradients", str(exc), "fix loss_and_grads so the gradient check can run")
+    if any(model.params[k] is not v for k, v in originals.items()):
+        s.fail("gradients", "the gradient check could not restore the parameter arrays",
+               "keep the parameters in model.params only")
+    bad = [r for r in results if not r.passed]
+    if bad:
+        detail = ", ".join(f"{r.name} (relative error {r.relative_error:.2e})" for r in bad)
+        noisy = all(1e-9 < r.relative_error < 1e-2 for r in bad)
+        fix = ("the errors look like float32 noise: compute in the dtype of model.params, "
+               "never a hard-coded float32" if noisy else
+               "the backward pass does not match the loss for these parameters; derive the "
+               "gradient again and run 'mnistkit gradcheck' while fixing it")
+        s.fail("gradients", f"analytic and numerical gradients disagree (threshold "
+               f"{DEFAULT_THRESHOLD:g}): {detail}", fix)
+
+
+def _model_seed(s: Subject) -> None:
+    a, b = _build_model(s, "seed", seed=7), _build_model(s, "seed", seed=7)
+    if not same_arrays(a.params, b.params):
+        s.fail("seed", "two models built with the same seed have different parameters",
+               "draw every initial value from the rng the factory receives")
+    x, y = tiny_problem(s.n_inputs, s.n_classes, 6)
+    la, lb = float(a.loss_and_grads(x, y)[0]), float(b.loss_and_grads(x, y)[0])
+    if la != lb:
+        s.fail("seed", f"two models built with the same seed give losses {la} and {lb}",
+               "draw all randomness from the rng the factory receives")
+
+
+def _model_checkpoint(s: Subject) -> None:
+    model = _build_model(s, "checkpoint", seed=0)
+    loaded = npz_round_trip(s, "checkpoint", model.params, "model.params")
+    fresh = _build_model(s, "checkpoint", seed=1)
+    if set(fresh.params) != set(loaded):
+        s.fail("checkpoint", "a model built with other seed has other parameter names",
+               "parameter names must depend on the options only")
+    for key, value in loaded.items():
+        if fresh.params[key].shape != value.shape or value.dtype != np.float32:
+            s.fail("checkpoint", f"parameter {key!r} comes back as {value.shape} {value.dtype}",
+                   "parameter shapes must depend on the options only")
+        fresh.params[key][...] = value
+    x, _ = tiny_problem(s.n_inputs, s.n_classes, 4)
+    if not np.array_equal(model.scores(x), fresh.scores(x)):
+        s.fail("checkpoint", "after loading saved parameters into a fresh model (in place), "
+               "its scores differ from the original model's",
+               "read the weights from self.params on every call; cache nothing derived "
+               "from them")
+
+
+def _model_overfit(s: Subject) -> None:
+    from mnistkit.optimizers.sgd import SGD, SGDOptions
+
+    model = _build_model(s, "overfit")
+    x, y = tiny_problem(s.n_inputs, s.n_classes, OVERFIT_EXAMPLES)
+    optimizer = SGD(model.params, SGDOptions(lr=s.overfit_lr, momentum=0.9))
+    accuracy, loss = 0.0, float("nan")
+    for step in range(s.overfit_steps):
+        loss, grads = model.loss_and_grads(x, y)
+        if not np.isfinite(loss):
+            s.fail("overfit", f"the loss became {loss} at step {step} (sgd lr={s.overfit_lr}, "
+                   "momentum 0.9)", "check the initial scale of the weights, or pass a "
+                   "smaller overfit_lr to the check")
+        optimizer.step(grads)
+        if step % 10 == 9:
+            accuracy = float(np.mean(np.argmax(model.scores(x), axis=1) == y))
+            if accuracy == 1.0:
+                return
+    s.fail("overfit", f"after {s.overfit_steps} full-batch sgd steps (lr={s.overfit_lr}, "
+           f"momentum 0.9) on {OVERFIT_EXAMPLES} examples the training accuracy is "
+           f"{accuracy:.0%} (loss {float(loss):.3g}), not 100%",
+           "a correct model memorises a tiny batch; check the gradients' signs and scale, the "
+           "initialisation, or pass overfit_lr/overfit_steps suited to the model")
+
+
+def _model_extras(s: Subject) -> None:
+    model = _build_model(s, "extras")
+    x, _ = tiny_problem(s.n_inputs, s.n_classes, 3)
+    if hasattr(model, "first_layer"):
+        w = np.asarray(model.first_layer())
+        if w.ndim != 2 or w.shape[0] != s.n_inputs:
+            s.fail("extras", f"first_layer() has shape {w.shape}, expected ({s.n_inputs}, units)",
+                   "return the weights that look at the pixels, one column per unit")
+    if hasattr(model, "hidden"):
+        h = np.asarray(model.hidden(x))
+        if h.ndim != 2 or h.shape[0] != 3:
+            s.fail("extras", f"hidden(x) for a batch of 3 has shape {h.shape}",
+                   "return (batch, units)")
+
+
+MODEL_FUNCS = {"options": _model_options, "construct": _model_construct,
+                "params": _model_params, "shapes": _model_shapes,
+                "deterministic": _model_deterministic, "gradients": _model_gradients,
+                "seed": _model_seed, "checkpoint": _model_checkpoint,
+                "overfit": _model_overfit, "extras": _model_extras}
+
+
