@@ -93,6 +93,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def settle(seconds: float = 0.3) -> None:
+    """Pause before a timed run: after a burst of work, OpenBLAS's worker threads keep
+    spinning for a while (~0.1 s) and slow whoever runs next (PyTorch's epoch measured
+    right after numpy matrix products took ~0.09 s longer); let them go to sleep."""
+    time.sleep(seconds)
+
+
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -198,6 +205,7 @@ class Bench:
             order = runner.orders[rep]
             contenders = ["mnistkit", "torch"] if rep % 2 == 0 else ["torch", "mnistkit"]
             for who in contenders:
+                settle()
                 if who == "mnistkit":
                     steps_s, full_s = runner.epoch()
                     if rep:
@@ -350,6 +358,7 @@ class Bench:
                 if rep % 2:
                     jobs.reverse()
                 for name, job in jobs:
+                    settle()
                     start = time.perf_counter()
                     job()
                     took = time.perf_counter() - start
@@ -434,6 +443,7 @@ class Bench:
         for rep in range(warm + reps):
             order = runner.orders[rep]
             for who in (["mnistkit", "torch"] if rep % 2 == 0 else ["torch", "mnistkit"]):
+                settle()
                 if who == "mnistkit":
                     took = runner.epoch()[0]
                     if rep >= warm:
