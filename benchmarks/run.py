@@ -688,6 +688,9 @@ def markdown(report: dict[str, Any]) -> str:
                          f"{row['mnistkit_s']:.3f} | "
                          f"{'-' if row['torch_s'] is None else format(row['torch_s'], '.3f')} |")
     if report["targets"]:
+        if meta["quick"]:
+            lines += ["", "Quick run (small sizes, one training epoch): the targets below are "
+                          "for full runs and are not judged by it."]
         lines += ["", "| target | limit | measured | met |", "|---|---|---|---|"]
         for row in report["targets"]:
             sign = "<=" if row["better"] == "lower" else ">="
