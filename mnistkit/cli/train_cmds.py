@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -197,7 +198,7 @@ def _train_with_progress(run: Any, stop: _StopFlag, show: bool, out: Any) -> Non
                "{task.total}"), TextColumn("loss {task.fields[loss]:.4f}"), TimeRemainingColumn())
     with Progress(*columns, console=out, transient=True) as progress:
         task = None
-        running, count = 0.0, 0
+        running, count, last_update = 0.0, 0, 0.0
         for event in run.train(stop):
             if isinstance(event, EpochStarted):
                 running, count = 0.0, 0
@@ -207,7 +208,10 @@ def _train_with_progress(run: Any, stop: _StopFlag, show: bool, out: Any) -> Non
                                          total=event.steps, completed=run.trainer.step, loss=0.0)
             elif isinstance(event, StepFinished):
                 running, count = running + event.loss, count + 1
-                progress.update(task, completed=event.step, loss=running / count)
+                now = time.perf_counter()  # redraw at most 20 times a second, not every step
+                if now - last_update >= 0.05 or event.step == event.steps:
+                    progress.update(task, completed=event.step, loss=running / count)
+                    last_update = now
             elif isinstance(event, EpochFinished):
                 progress.console.print(
                     f"epoch {event.epoch:>3}/{run.trainer.config.epochs}  "
