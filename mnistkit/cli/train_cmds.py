@@ -65,7 +65,8 @@ class _StopFlag:
               metavar="KEY=VALUE", help="Set an optimizer option, e.g. -o lr=0.1 (repeatable).")
 @click.option("--epochs", type=int, default=None, help="Passes over the training set. "
               "[default: 20; with --resume: the run's own]")
-@click.option("--batch-size", type=int, default=128, show_default=True)
+@click.option("--batch-size", type=int, default=128, show_default=True,
+              help="Images per step.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed for initialisation and batch order (same seed, same result).")
 @click.option("--val-size", type=int, default=10_000, show_default=True,
