@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, Literal
@@ -101,8 +102,12 @@ class Trainer:
     def run(self, should_stop: Callable[[], bool] = lambda: False) -> Iterator[Event]:
         """Train until ``config.epochs`` are done or ``should_stop()`` is true between steps.
 
-        Raises :class:`TrainingError` when the loss or a gradient is not finite; the
-        parameters are then those of the failing step, so keep the last checkpoint.
+        Raises :class:`TrainingError` when the loss or a gradient is not finite, so keep
+        the last checkpoint: the parameters may then be those after the failing update.
+
+        The guard costs nothing per step beyond the loss: a non-finite gradient makes the
+        parameters non-finite, which makes the next loss non-finite (blamed on the step
+        before), and the parameters are checked whenever the caller may save them.
         """
         cfg = self.config
         while self.epoch < cfg.epochs:
@@ -114,6 +119,7 @@ class Trainer:
             yield EpochStarted(self.epoch, cfg.epochs, self.steps, float(self.optimizer.lr))
             while self.step < self.steps:
                 if should_stop():
+                    self._check_params()  # the caller saves this state: it must be sound
                     return
                 loss = self._one_step()
                 yield StepFinished(self.epoch, self.step, self.steps, loss)
@@ -145,18 +151,30 @@ class Trainer:
         if not self._checked:
             check_step_output(self.model_name, self.model.params, loss, grads)
             self._checked = True
-        if not _all_finite(loss, grads):
-            raise TrainingError(
-                f"training diverged at epoch {self.epoch + 1}, step {self.step + 1}: the loss "
-                f"or a gradient is {loss if not np.isfinite(loss) else 'not finite'}. "
-                f"The learning rate ({self.optimizer.lr:g}) is probably too high: try a smaller "
-                "one (e.g. -o lr=0.01)")
+        loss = float(loss)
+        if not math.isfinite(loss):
+            if _all_finite(self.model.params):
+                raise self._diverged(self.step + 1, f"the loss or a gradient is {loss}")
+            # Finite parameters gave a finite loss last step: that step's update broke them.
+            raise self._diverged(max(self.step, 1), "the loss or a gradient is not finite")
         self.optimizer.step(grads)
         self.step += 1
-        self.losses.append(float(loss))
-        return float(loss)
+        self.losses.append(loss)
+        return loss
+
+    def _check_params(self) -> None:
+        """Raise :class:`TrainingError` when the last update made a parameter non-finite."""
+        if not _all_finite(self.model.params):
+            raise self._diverged(max(self.step, 1), "the loss or a gradient is not finite")
+
+    def _diverged(self, step: int, what: str) -> TrainingError:
+        return TrainingError(
+            f"training diverged at epoch {self.epoch + 1}, step {step}: {what}. The learning "
+            f"rate ({self.optimizer.lr:g}) is probably too high: try a smaller one "
+            "(e.g. -o lr=0.01)")
 
     def _finish_epoch(self) -> EpochFinished:
+        self._check_params()
         cfg = self.config
         epoch_losses = self.losses[-self.steps:]
         sample = self.train.subset(slice(0, TRAIN_ACCURACY_SAMPLE))
@@ -196,10 +214,8 @@ class Trainer:
             raise TrainingError("checkpoint is mid-epoch but has no batch order")
 
 
-def _all_finite(loss: float, grads: dict[str, np.ndarray]) -> bool:
-    if not np.isfinite(loss):
-        return False
-    return all(np.isfinite(g.sum()) for g in grads.values())
+def _all_finite(arrays: dict[str, np.ndarray]) -> bool:
+    return all(np.isfinite(a).all() for a in arrays.values())
 
 
 def check_step_output(model_name: str, params: dict[str, np.ndarray], loss: Any,

@@ -245,3 +245,81 @@ def test_sampling_with_replacement_and_steps_per_epoch(small, registry, tmp_path
     run = train(Run.start(spec(config={"sampling": "replacement", "steps_per_epoch": 7,
                                        "epochs": 1}), small, registry, tmp_path / "r"))
     assert len(run.trainer.losses) == 7
+
+
+class PoisonedGradient:
+    """Softmax model with an extra parameter ``unused`` that the loss ignores; from step
+    ``at`` its gradient is NaN (a finite loss never reveals it)."""
+
+    def __init__(self, at: int):
+        self.inner = SoftmaxClassifier(SoftmaxOptions(), np.random.default_rng(0))
+        self.params = {**self.inner.params, "unused": np.zeros(3, np.float32)}
+        self.at, self.calls = at, 0
+
+    def loss_and_grads(self, x, y):
+        self.calls += 1
+        loss, grads = self.inner.loss_and_grads(x, y)
+        bad = np.full(3, np.nan if self.calls >= self.at else 0.0, np.float32)
+        return loss, {**grads, "unused": bad}
+
+    def scores(self, x):
+        return self.inner.scores(x)
+
+
+def _trainer(small, model, epochs=2):
+    from mnistkit.training import Trainer
+
+    config = TrainConfig(epochs=epochs, batch_size=100)  # 30 steps an epoch
+    return Trainer(model, SGD(model.params, SGDOptions(lr=0.1)), small.train, small.test,
+                   config, np.random.default_rng(0))
+
+
+def test_a_non_finite_gradient_the_loss_ignores_is_caught_before_the_epoch_is_kept(small):
+    trainer = _trainer(small, PoisonedGradient(at=35))  # epoch 2, step 5
+    events = []
+    with pytest.raises(TrainingError, match="epoch 2, step 30: the loss or a gradient is not"):
+        events.extend(trainer.run())
+    assert sum(type(e).__name__ == "EpochFinished" for e in events) == 1
+
+
+def test_a_stop_after_a_bad_update_raises_instead_of_handing_over_broken_parameters(small):
+    trainer = _trainer(small, PoisonedGradient(at=3))
+    steps = []
+    stop = lambda: len(steps) == 3  # noqa: E731 - stop right after the 3rd (bad) update
+    with pytest.raises(TrainingError, match="epoch 1, step 3: the loss or a gradient"):
+        for event in trainer.run(stop):
+            steps.append(event) if type(event).__name__ == "StepFinished" else None
+
+
+def test_a_nan_gradient_is_blamed_on_its_own_step_not_the_next(small):
+    class NanAt(SoftmaxClassifier):
+        calls = 0
+
+        def loss_and_grads(self, x, y):
+            self.calls += 1
+            loss, grads = super().loss_and_grads(x, y)
+            if self.calls == 7:
+                grads["W"][0, 0] = np.nan
+            return loss, grads
+
+    model = NanAt(SoftmaxOptions(), np.random.default_rng(0))
+    with pytest.raises(TrainingError, match="epoch 1, step 7: the loss or a gradient is not"):
+        list(_trainer(small, model).run())
+    assert model.calls == 8  # found by the next step's loss: no extra work per step
+
+
+@pytest.mark.parametrize("spread", [1.0, 30.0, 1e4])
+def test_softmax_cross_entropy_matches_the_float64_formula(spread):
+    from mnistkit.models.base import EXP_FLOOR, softmax_cross_entropy
+
+    rng = np.random.default_rng(0)
+    scores = (rng.standard_normal((64, 10)) * spread).astype(np.float32)
+    y = rng.integers(0, 10, 64)
+    z = scores.astype(np.float64) - scores.max(axis=1, keepdims=True)
+    z = np.maximum(z, EXP_FLOOR)  # the documented floor: exp(-80) is as good as 0
+    log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    expected_grad = (np.exp(log_p) - np.eye(10)[y]) / 64
+    loss, grad = softmax_cross_entropy(scores.copy(), y)
+    assert loss == pytest.approx(-log_p[np.arange(64), y].mean(), rel=1e-5)
+    np.testing.assert_allclose(grad, expected_grad, atol=1e-7)
+    assert grad.dtype == np.float32

@@ -8,7 +8,8 @@ A model is any object with:
   point (the dtype of the params), ``y`` is ``(batch,)`` integer class indices.
   Returns the mean loss (a Python float) and a dict with exactly the keys of
   ``params``, each gradient the same shape and dtype as its parameter. The returned
-  arrays may be buffers the model reuses on the next call.
+  arrays may be buffers the model reuses on the next call, and the optimizer may
+  overwrite them (so never return a parameter, or anything the model reads later).
 - ``scores(x) -> (batch, n_classes)``: unnormalised class scores (logits), used for
   prediction and evaluation. Must not depend on training-only randomness (dropout).
 
@@ -61,16 +62,20 @@ def softmax_cross_entropy(scores: np.ndarray, y: np.ndarray) -> tuple[float, np.
     """Mean cross-entropy of ``scores`` against labels ``y`` and its gradient.
 
     Overwrites ``scores`` with the gradient ``(softmax(scores) - onehot(y)) / batch``
-    and returns ``(loss, scores)``: the fused form saves a temporary per batch.
+    and returns ``(loss, scores)``: the fused form saves a temporary per batch. With
+    ``z = scores - max(scores)`` per row, the loss of a row is ``log(sum(exp(z))) - z[y]``.
+    (The ufunc ``reduce`` calls are ``max``/``sum`` without their Python wrappers: this
+    function runs on tiny arrays once per step, where call overhead is the cost.)
     """
     batch = scores.shape[0]
-    scores -= scores.max(axis=1, keepdims=True)
-    np.maximum(scores, EXP_FLOOR, out=scores)
-    np.exp(scores, out=scores)
-    sums = scores.sum(axis=1)
-    scores /= sums[:, None]
     rows = np.arange(batch)
-    loss = float(-np.mean(np.log(np.maximum(scores[rows, y], np.finfo(scores.dtype).tiny))))
+    scores -= np.maximum.reduce(scores, axis=1, keepdims=True)
+    np.maximum(scores, EXP_FLOOR, out=scores)
+    true_class = scores[rows, y]  # z[y], a copy
+    np.exp(scores, out=scores)
+    sums = np.add.reduce(scores, axis=1, keepdims=True)
+    loss = float(np.add.reduce(np.log(sums), axis=None) - np.add.reduce(true_class)) / batch
+    scores /= sums
     scores[rows, y] -= 1.0
     scores *= 1.0 / batch
     return loss, scores

@@ -3,7 +3,8 @@
 An optimizer is built by ``factory(params, options)`` with the model's ``params``
 dict, which it updates in place. It has:
 
-- ``step(grads)``: apply one update from a dict with the keys of ``params``.
+- ``step(grads)``: apply one update from a dict with the keys of ``params``. It may
+  overwrite the gradient arrays (the trainer does not use them after the step).
 - ``state_dict() -> dict[str, np.ndarray]``: everything needed to resume (momentum
   buffers, step counters as 0-d arrays). Keys are plain strings; values numeric arrays.
 - ``load_state_dict(state)``: restore what ``state_dict`` returned.

@@ -42,21 +42,18 @@ class SGDOptions(LearningRateOptions):
 class SGD(ScheduledOptimizer):
     """SGD over a params dict, updated in place (see the module docstring)."""
 
-    def __init__(self, params: dict[str, np.ndarray], options: SGDOptions) -> None:
-        super().__init__(params, options)
-        self._scratch = {k: np.empty_like(v) for k, v in params.items()}
-
     def step(self, grads: dict[str, np.ndarray]) -> None:
-        """Apply one update to every parameter."""
+        """Apply one update to every parameter (overwrites ``grads`` with ``-lr * grads``)."""
         lr, mu = self.lr, self.options.momentum
         for key, p in self.params.items():
-            update = np.multiply(grads[key], -lr, out=self._scratch[key])
+            update = np.multiply(grads[key], -lr, out=grads[key])
             if mu:
                 v = self.buffer(f"velocity.{key}", p)
                 v *= mu
                 v += update
                 if self.options.nesterov:
-                    update += mu * v
+                    p += update
+                    update = np.multiply(v, mu, out=update)
                 else:
                     update = v
             p += update
