@@ -15,7 +15,8 @@ Backward::
     dW1 = x.T @ dh + reg * W1      db1 = sum_i dh
 
 Weights start with He initialisation, ``N(0, 2 / fan_in) * init_scale``; biases at 0.
-Intermediate arrays are buffers reused from batch to batch.
+Intermediate arrays are buffers reused from batch to batch; they and the parameters
+start on their own cache lines (see :mod:`mnistkit.buffers`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import dataclasses
 
 import numpy as np
 
+from mnistkit.buffers import cache_aligned
 from mnistkit.models.base import softmax_cross_entropy
 
 
@@ -54,12 +56,12 @@ class TwoLayerNet:
         hidden = options.hidden_size
         he1 = np.sqrt(2.0 / n_inputs) * options.init_scale
         he2 = np.sqrt(2.0 / hidden) * options.init_scale
-        self.params = {
+        self.params = cache_aligned({
             "W1": (rng.standard_normal((n_inputs, hidden)) * he1).astype(np.float32),
             "b1": np.zeros(hidden, np.float32),
             "W2": (rng.standard_normal((hidden, n_classes)) * he2).astype(np.float32),
             "b2": np.zeros(n_classes, np.float32),
-        }
+        })
         self._buffers: dict[tuple, dict[str, np.ndarray]] = {}
 
     def _work(self, batch: int, dtype: np.dtype) -> dict[str, np.ndarray]:
@@ -69,7 +71,7 @@ class TwoLayerNet:
         if work is None:
             p = self.params
             hidden, classes = p["W2"].shape
-            work = {
+            work = cache_aligned({
                 "ones": np.ones(batch, dtype),  # ones @ g sums the rows of g (a fast gemv)
                 "h": np.empty((batch, hidden), dtype),
                 "s": np.empty((batch, classes), dtype),
@@ -77,7 +79,7 @@ class TwoLayerNet:
                 "active": np.empty((batch, hidden), bool),  # h > 0
                 **{f"d{k}": np.empty_like(v, dtype=dtype) for k, v in p.items()},
                 **{f"reg{k}": np.empty_like(p[k], dtype=dtype) for k in ("W1", "W2")},
-            }
+            })
             self._buffers = {key: work}  # keep one size: the last batch of an epoch is rare
         return work
 
