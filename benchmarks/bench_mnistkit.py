@@ -64,23 +64,40 @@ class MnistkitRunner:
         """Train one epoch; ``(seconds of the training steps, seconds including the
         trainer's end-of-epoch accuracy measurement)``."""
         start = time.perf_counter()
+        self.start_epoch()
+        self.steps(self.trainer.steps)
+        trained = time.perf_counter()
+        self.finish_epoch()
+        return trained - start, time.perf_counter() - start
+
+    def start_epoch(self) -> None:
+        """Begin the next epoch (draws its batch order, checked against the prediction)."""
         event = next(self._events)
         if not isinstance(event, EpochStarted):
             raise RuntimeError(f"expected an epoch start, got {event}")
         used = self.trainer.order[:len(self.orders[self.epochs_done])]
         if not np.array_equal(used, self.orders[self.epochs_done]):
             raise RuntimeError("the predicted batch order differs from the trainer's")
-        steps = self.trainer.steps
-        while True:
+        self._steps_done = 0
+
+    def steps(self, count: int) -> float:
+        """Run the next ``count`` training steps of the epoch; their seconds."""
+        start = time.perf_counter()
+        for _ in range(count):
             event = next(self._events)
-            if isinstance(event, StepFinished) and event.step == steps:
-                break
-        trained = time.perf_counter()
+            if not isinstance(event, StepFinished):
+                raise RuntimeError(f"expected a step, got {event}")
+        self._steps_done += count
+        return time.perf_counter() - start
+
+    def finish_epoch(self) -> float:
+        """End the epoch (the trainer measures accuracy); its seconds."""
+        start = time.perf_counter()
         event = next(self._events)
-        if not isinstance(event, EpochFinished):
-            raise RuntimeError(f"expected an epoch end, got {event}")
+        if not isinstance(event, EpochFinished) or self._steps_done != self.trainer.steps:
+            raise RuntimeError(f"expected an epoch end after all steps, got {event}")
         self.epochs_done += 1
-        return trained - start, time.perf_counter() - start
+        return time.perf_counter() - start
 
 
 def sgemm_gflops(size: int = 1024, calls: int = 4, typical: bool = False) -> float:

@@ -73,13 +73,22 @@ class TorchTwoLayer:
     def epoch(self, order: np.ndarray, lr: float | None = None) -> float:
         """One pass over the images in ``order`` (int64), at learning rate ``lr`` if given
         (mnistkit's schedule sets it per epoch); returns the last batch's loss."""
+        self.start_epoch(lr)
+        return self.steps(order)
+
+    def start_epoch(self, lr: float | None = None) -> None:
+        """Set the learning rate of the coming steps (mnistkit's schedule sets it per epoch)."""
         if lr is not None:
             for group in self.opt.param_groups:
                 group["lr"] = lr
+        self.net.train()
+
+    def steps(self, order: np.ndarray) -> float:
+        """Train on the images in ``order`` (int64), ``batch_size`` at a time; returns the
+        last batch's loss."""
         order_t = torch.from_numpy(np.ascontiguousarray(order, dtype=np.int64))
         b = self.batch_size
         loss = torch.zeros(())
-        self.net.train()
         for start in range(0, order_t.shape[0], b):
             x, y = self._batch(order_t[start:start + b])
             loss = F.cross_entropy(self.net(x), y)

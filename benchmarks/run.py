@@ -8,7 +8,8 @@ Usage::
 PyTorch (``pip install -e .[bench]``, i.e. torch==2.13.0 and python-mnist==0.7) is
 optional: without it the PyTorch and python-mnist columns are skipped with a message.
 Every comparison runs in this one process, alternating the contenders repetition by
-repetition, and reports medians. Child processes measure loading, start-up and a
+repetition (the epoch comparison also within each epoch, every eighth of it), and
+reports medians. Child processes measure loading, start-up and a
 default ``mnistkit train`` (wall time and peak RSS from ``wait4``).
 """
 
@@ -34,6 +35,7 @@ BUNDLED = ROOT / "mnistkit" / "data" / "files"
 # The network both contenders train in the comparison; the SGD options and L2 strength
 # are mnistkit's defaults (read at run time), applied identically to PyTorch.
 COMPARE = {"hidden": 100, "batch_size": 128, "seed": 0}
+SLICES = 4  # the epoch comparison alternates the contenders every 1/SLICES of an epoch
 ACCURACY_TOLERANCE = 0.005  # both must reach the same test accuracy within 0.5 points
 
 TARGETS = {
@@ -202,20 +204,13 @@ class Bench:
         log(f"[epoch] {n} images, 784-{hidden}-10, batch {COMPARE['batch_size']}, "
             f"{epochs} epochs each (first is warm-up)")
         for rep in range(epochs):
-            order = runner.orders[rep]
-            contenders = ["mnistkit", "torch"] if rep % 2 == 0 else ["torch", "mnistkit"]
-            for who in contenders:
-                settle()
-                if who == "mnistkit":
-                    steps_s, full_s = runner.epoch()
-                    if rep:
-                        mk.append(steps_s)
-                        mk_full.append(full_s)
-                elif twin is not None:
-                    start = time.perf_counter()
-                    twin.epoch(order, runner.lr(rep))
-                    if rep:
-                        th.append(time.perf_counter() - start)
+            mk_s, th_s = self._interleaved_epoch(runner, twin, rep, SLICES)
+            finish_s = runner.finish_epoch()
+            if rep:
+                mk.append(mk_s)
+                mk_full.append(mk_s + finish_s)
+                if twin is not None:
+                    th.append(th_s)
             rates.append(sgemm_gflops())
             if rep:
                 mm_only.append(matmul_only_epoch(runner.images_per_epoch, hidden))
@@ -256,6 +251,30 @@ class Bench:
         }
         self.results["epoch"] = result
         self._last_pair = (runner, twin)
+
+    @staticmethod
+    def _interleaved_epoch(runner: Any, twin: Any, rep: int,
+                           slices: int = 1) -> tuple[float, float]:
+        """One epoch of each contender on the same batch order, run in ``slices`` slices
+        that alternate between them (who goes first alternates too) after a pause each
+        (:func:`settle`), so that both see the same machine state; returns the seconds of
+        each one's training steps."""
+        order, steps, batch = runner.orders[rep], runner.trainer.steps, COMPARE["batch_size"]
+        runner.start_epoch()
+        if twin is not None:
+            twin.start_epoch(runner.lr(rep))
+        mk_s = th_s = 0.0
+        bounds = [steps * i // slices for i in range(slices + 1)]
+        for i, (first, last) in enumerate(zip(bounds, bounds[1:], strict=False)):
+            for who in (("mnistkit", "torch") if (rep + i) % 2 == 0 else ("torch", "mnistkit")):
+                settle()
+                if who == "mnistkit":
+                    mk_s += runner.steps(last - first)
+                elif twin is not None:
+                    start = time.perf_counter()
+                    twin.steps(order[first * batch:last * batch])
+                    th_s += time.perf_counter() - start
+        return mk_s, th_s
 
     # -- (2) loading ------------------------------------------------------------------------
     def bench_loading(self) -> None:
@@ -441,18 +460,12 @@ class Bench:
         mk: list[float] = []
         th: list[float] = []
         for rep in range(warm + reps):
-            order = runner.orders[rep]
-            for who in (["mnistkit", "torch"] if rep % 2 == 0 else ["torch", "mnistkit"]):
-                settle()
-                if who == "mnistkit":
-                    took = runner.epoch()[0]
-                    if rep >= warm:
-                        mk.append(took)
-                elif twin is not None:
-                    start = time.perf_counter()
-                    twin.epoch(order, runner.lr(rep))
-                    if rep >= warm:
-                        th.append(time.perf_counter() - start)
+            mk_s, th_s = self._interleaved_epoch(runner, twin, rep)
+            runner.finish_epoch()
+            if rep >= warm:
+                mk.append(mk_s)
+                if twin is not None:
+                    th.append(th_s)
         return mk, th, runner.images_per_epoch
 
     # -- (5) a default training run ---------------------------------------------------------
