@@ -55,9 +55,9 @@ class BatchMaker:
         """
         n = len(indices)
         raw, x, y = self._raw[:n], self._next_x()[:n], self._y[:n]
-        np.take(self.images, indices, axis=0, out=raw, mode="clip")
+        self.images.take(indices, axis=0, out=raw, mode="clip")  # the method: no wrapper
         _to_float(raw, self.pixel_scale, x)
-        np.take(self.labels, indices, out=y, mode="clip")
+        self.labels.take(indices, out=y, mode="clip")
         return x, y
 
     def rows(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
