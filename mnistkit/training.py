@@ -97,6 +97,10 @@ class Trainer:
         self.losses: list[float] = []
         self.history: list[dict[str, Any]] = []
         self._checked = False
+        # Plain SGD (no momentum) with a model that can apply it while computing its
+        # gradients. Fixed for the whole run, so a resumed run takes the same path.
+        self._fused = (getattr(optimizer, "plain_lr", None) is not None
+                       and callable(getattr(model, "sgd_step", None)))
 
     # -- the loop ---------------------------------------------------------------------
     def run(self, should_stop: Callable[[], bool] = lambda: False) -> Iterator[Event]:
@@ -140,6 +144,8 @@ class Trainer:
         b = self.config.batch_size
         indices = self.order[self.step * b:(self.step + 1) * b]
         x, y = self.batches.take(indices)
+        if self._fused:
+            return self._fused_step(x, y)
         try:
             loss, grads = self.model.loss_and_grads(x, y)
         except Exception as exc:  # a broken plugin model: say so on the first step
@@ -158,6 +164,17 @@ class Trainer:
             # Finite parameters gave a finite loss last step: that step's update broke them.
             raise self._diverged(max(self.step, 1), "the loss or a gradient is not finite")
         self.optimizer.step(grads)
+        self.step += 1
+        self.losses.append(loss)
+        return loss
+
+    def _fused_step(self, x: np.ndarray, y: np.ndarray) -> float:
+        """Plain SGD applied by the model itself (``sgd_step``): the same step as
+        ``loss_and_grads`` + ``optimizer.step`` up to rounding, without gradient buffers.
+        A non-finite loss is blamed on this step: the parameters are past it already."""
+        loss = float(self.model.sgd_step(x, y, self.optimizer.plain_lr))
+        if not math.isfinite(loss):
+            raise self._diverged(self.step + 1, f"the loss or a gradient is {loss}")
         self.step += 1
         self.losses.append(loss)
         return loss

@@ -150,11 +150,15 @@ def test_same_seed_gives_bit_identical_parameters(small, registry, tmp_path):
     assert not np.array_equal(a.model.params["W1"], c.model.params["W1"])
 
 
+@pytest.mark.parametrize("momentum", [0.9, 0.0], ids=["momentum", "plain-sgd-fused-step"])
 @pytest.mark.parametrize("stop_after", [25, 40, 57])  # mid-epoch, at an epoch end, mid-epoch 2
-def test_interrupted_then_resumed_equals_uninterrupted(stop_after, small, registry, tmp_path):
-    whole = train(Run.start(spec(), small, registry, tmp_path / "whole"))
+def test_interrupted_then_resumed_equals_uninterrupted(stop_after, momentum, small, registry,
+                                                       tmp_path):
+    options = {"optimizer_options": {"lr": 0.1, "momentum": momentum}}
+    whole = train(Run.start(spec(**options), small, registry, tmp_path / "whole"))
+    assert whole.trainer._fused == (momentum == 0)  # twolayer.sgd_step takes plain SGD
     steps = iter(range(10_000))
-    train(Run.start(spec(), small, registry, tmp_path / "part"),
+    train(Run.start(spec(**options), small, registry, tmp_path / "part"),
                  stop=lambda: next(steps) >= stop_after)
     assert read_record(tmp_path / "part")["status"] == "interrupted"
     resumed = train(Run.resume(tmp_path / "part", small, registry))

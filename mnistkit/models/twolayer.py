@@ -14,6 +14,9 @@ Backward::
     dh  = (ds @ W2.T) * (h > 0)                  (B, H)
     dW1 = x.T @ dh + reg * W1      db1 = sum_i dh
 
+With plain SGD (no momentum) the trainer calls :meth:`TwoLayerNet.sgd_step`, which folds
+the update of W1 into its gradient product, ``W1 = (1 - lr*reg) W1 - lr x.T @ dh``.
+
 Weights start with He initialisation, ``N(0, 2 / fan_in) * init_scale``; biases at 0.
 Intermediate arrays are buffers reused from batch to batch; they and the parameters
 start on their own cache lines (see :mod:`mnistkit.buffers`).
@@ -25,6 +28,7 @@ import dataclasses
 
 import numpy as np
 
+from mnistkit.blas import gemm_update
 from mnistkit.buffers import cache_aligned
 from mnistkit.models.base import softmax_cross_entropy
 
@@ -93,27 +97,54 @@ class TwoLayerNet:
         s += p["b2"]
         return s
 
+    def _loss_and_deltas(self, x: np.ndarray, y: np.ndarray,
+                         work: dict[str, np.ndarray]) -> tuple[float, np.ndarray, np.ndarray]:
+        """The loss and the gradients of the scores ``ds`` and of the hidden layer ``dh``."""
+        p, reg = self.params, self.options.reg
+        ds = self._forward(x, work)
+        loss, ds = softmax_cross_entropy(ds, y)
+        if reg:
+            loss += 0.5 * reg * float(np.vdot(p["W1"], p["W1"]) + np.vdot(p["W2"], p["W2"]))
+        h, dh = work["h"], work["dh"]
+        np.matmul(ds, p["W2"].T, out=dh)
+        dh *= np.greater(h, 0, out=work["active"])
+        return loss, ds, dh
+
     def loss_and_grads(self, x: np.ndarray, y: np.ndarray) -> tuple[float, dict[str, np.ndarray]]:
         """Mean regularised cross-entropy on ``(x, y)`` and the gradient of every parameter."""
         p, reg = self.params, self.options.reg
         work = self._work(x.shape[0], p["W1"].dtype)
-        scores = self._forward(x, work)
-        data_loss, ds = softmax_cross_entropy(scores, y)
-        loss = data_loss
-        if reg:
-            loss += 0.5 * reg * float(np.vdot(p["W1"], p["W1"]) + np.vdot(p["W2"], p["W2"]))
-
-        h, dh, ones = work["h"], work["dh"], work["ones"]
+        loss, ds, dh = self._loss_and_deltas(x, y, work)
+        h, ones = work["h"], work["ones"]
         grads = {k: work[f"d{k}"] for k in p}
         np.matmul(h.T, ds, out=grads["W2"])
         grads["W2"] += np.multiply(p["W2"], reg, out=work["regW2"])  # reg * W2, no temporary
         np.matmul(ones, ds, out=grads["b2"])
-        np.matmul(ds, p["W2"].T, out=dh)
-        dh *= np.greater(h, 0, out=work["active"])
         np.matmul(x.T, dh, out=grads["W1"])
         grads["W1"] += np.multiply(p["W1"], reg, out=work["regW1"])
         np.matmul(ones, dh, out=grads["b1"])
         return loss, grads
+
+    def sgd_step(self, x: np.ndarray, y: np.ndarray, lr: float) -> float:
+        """One plain SGD step ``p -= lr * dL/dp`` on every parameter, in place; returns the
+        loss before the step. Equal to ``loss_and_grads`` followed by ``SGD.step`` up to
+        rounding, but W1's update is one accumulating product (``W1 = (1 - lr*reg) * W1 -
+        lr * x.T @ dh``, see :mod:`mnistkit.blas`): its gradient never goes through memory.
+        """
+        p, reg = self.params, self.options.reg
+        work = self._work(x.shape[0], p["W1"].dtype)
+        loss, ds, dh = self._loss_and_deltas(x, y, work)  # dh uses W2 before its update
+        gemm_update(p["W1"], x, dh, alpha=-lr, beta=1.0 - lr * reg, trans_a=True)
+        # The small ones in NumPy: a foreign call costs more than these few operations.
+        h, ones, minus_lr = work["h"], work["ones"], -lr
+        for param, grad, product in (("W2", "dW2", (h.T, ds)), ("b2", "db2", (ones, ds)),
+                                     ("b1", "db1", (ones, dh))):
+            update = np.matmul(*product, out=work[grad])
+            if param == "W2":
+                update += np.multiply(p["W2"], reg, out=work["regW2"])
+            update *= minus_lr
+            p[param] += update
+        return loss
 
     def scores(self, x: np.ndarray) -> np.ndarray:
         """Class scores ``(B, C)`` (a new array)."""

@@ -42,6 +42,12 @@ class SGDOptions(LearningRateOptions):
 class SGD(ScheduledOptimizer):
     """SGD over a params dict, updated in place (see the module docstring)."""
 
+    @property
+    def plain_lr(self) -> float | None:
+        """The learning rate when a step is exactly ``p -= lr * g`` (no momentum), else
+        None: a model with ``sgd_step(x, y, lr)`` may then apply the step itself."""
+        return None if self.options.momentum else self.lr
+
     def step(self, grads: dict[str, np.ndarray]) -> None:
         """Apply one update to every parameter (overwrites ``grads`` with ``-lr * grads``)."""
         lr, mu = self.lr, self.options.momentum
