@@ -98,6 +98,25 @@ class Untrainable(SoftmaxClassifier):
         return np.zeros((x.shape[0], self.params["b"].shape[0]), np.float32)
 
 
+class SgdStepForgetsBias(SoftmaxClassifier):
+    """An optional fused step that updates W but not b."""
+
+    def sgd_step(self, x, y, lr):
+        loss, grads = self.loss_and_grads(x, y)
+        self.params["W"] -= lr * grads["W"]
+        return loss
+
+
+class SgdStepLossAfter(SoftmaxClassifier):
+    """A fused step that returns the loss after its update instead of before."""
+
+    def sgd_step(self, x, y, lr):
+        _, grads = self.loss_and_grads(x, y)
+        for key, g in grads.items():
+            self.params[key] -= lr * g
+        return self.loss_and_grads(x, y)[0]
+
+
 @dataclasses.dataclass
 class NoDefault:
     reg: float
@@ -119,6 +138,8 @@ def failing_message(func, *args, **kwargs) -> str:
     (NoisyScores, "deterministic", "scores(x) differs"),
     (CachedWeights, "checkpoint", "cache nothing"),
     (Untrainable, "overfit", "not 100%"),
+    (SgdStepForgetsBias, "extras", "parameter 'b' differs"),
+    (SgdStepLossAfter, "extras", "before the update"),
 ])
 def test_broken_models_fail_with_what_and_how(cls, check, words):
     message = failing_message(check_model, cls, SoftmaxOptions, name="broken")

@@ -244,6 +244,29 @@ def _model_extras(s: Subject) -> None:
         if h.ndim != 2 or h.shape[0] != 3:
             s.fail("extras", f"hidden(x) for a batch of 3 has shape {h.shape}",
                    "return (batch, units)")
+    if hasattr(model, "sgd_step"):
+        _check_sgd_step(s)
+
+
+def _check_sgd_step(s: Subject, lr: float = 0.1, steps: int = 3) -> None:
+    """``sgd_step(x, y, lr)`` must equal ``loss_and_grads`` + plain SGD, up to rounding."""
+    from mnistkit.optimizers.sgd import SGD, SGDOptions
+
+    fused, plain = _build_model(s, "extras", seed=5), _build_model(s, "extras", seed=5)
+    optimizer = SGD(plain.params, SGDOptions(lr=lr))
+    x, y = tiny_problem(s.n_inputs, s.n_classes, 6)
+    for step in range(steps):
+        loss_fused = float(fused.sgd_step(x, y, lr))
+        loss_plain, grads = plain.loss_and_grads(x, y)
+        optimizer.step(grads)
+        if not np.isclose(loss_fused, float(loss_plain), rtol=1e-5, atol=1e-7):
+            s.fail("extras", f"sgd_step returned loss {loss_fused} at step {step}, "
+                   f"loss_and_grads {float(loss_plain)}", "return the loss before the update")
+        for key, value in plain.params.items():
+            if not np.allclose(fused.params[key], value, rtol=1e-4, atol=1e-6):
+                s.fail("extras", f"after sgd_step number {step + 1} (lr={lr}) parameter "
+                       f"{key!r} differs from loss_and_grads followed by sgd", "sgd_step "
+                       "must apply exactly p -= lr * grad, in place, to every parameter")
 
 
 MODEL_FUNCS = {"options": _model_options, "construct": _model_construct,
