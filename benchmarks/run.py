@@ -72,9 +72,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--reps", type=int, default=None,
                         help="timed repetitions per contender [default: 7, quick: 2]")
     parser.add_argument("--no-torch", action="store_true", help="skip PyTorch even if installed")
-    parser.add_argument("--max-other", type=float, default=0.1,
+    parser.add_argument("--max-other", type=float, default=0.05,
                         help="repeat a section when other processes used more than this "
-                             "fraction of the CPUs while it ran [default: 0.1]")
+                             "fraction of the CPUs while it ran [default: 0.05]")
     parser.add_argument("--retries", type=int, default=None,
                         help="repetitions of a disturbed section [default: 3, quick: 0]")
     parser.add_argument("--wait-quiet", type=float, default=None,
