@@ -151,9 +151,7 @@ class Trainer:
         except Exception as exc:  # a broken plugin model: say so on the first step
             if self._checked or isinstance(exc, MnistkitError):
                 raise
-            text = (str(exc).splitlines() or [""])[0]
-            raise PluginError(f"model {self.model_name!r}: loss_and_grads failed on the first "
-                              f"step ({type(exc).__name__}: {text})") from exc
+            raise self._broken("loss_and_grads", exc) from exc
         if not self._checked:
             check_step_output(self.model_name, self.model.params, loss, grads)
             self._checked = True
@@ -172,12 +170,23 @@ class Trainer:
         """Plain SGD applied by the model itself (``sgd_step``): the same step as
         ``loss_and_grads`` + ``optimizer.step`` up to rounding, without gradient buffers.
         A non-finite loss is blamed on this step: the parameters are past it already."""
-        loss = float(self.model.sgd_step(x, y, self.optimizer.plain_lr))
+        try:
+            loss = float(self.model.sgd_step(x, y, self.optimizer.plain_lr))
+        except Exception as exc:
+            if self._checked or isinstance(exc, MnistkitError):
+                raise
+            raise self._broken("sgd_step", exc) from exc
+        self._checked = True
         if not math.isfinite(loss):
             raise self._diverged(self.step + 1, f"the loss or a gradient is {loss}")
         self.step += 1
         self.losses.append(loss)
         return loss
+
+    def _broken(self, method: str, exc: Exception) -> PluginError:
+        text = (str(exc).splitlines() or [""])[0]
+        return PluginError(f"model {self.model_name!r}: {method} failed on the first step "
+                           f"({type(exc).__name__}: {text})")
 
     def _check_params(self) -> None:
         """Raise :class:`TrainingError` when the last update made a parameter non-finite."""

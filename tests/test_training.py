@@ -327,3 +327,14 @@ def test_softmax_cross_entropy_matches_the_float64_formula(spread):
     assert loss == pytest.approx(-log_p[np.arange(64), y].mean(), rel=1e-5)
     np.testing.assert_allclose(grad, expected_grad, atol=1e-7)
     assert grad.dtype == np.float32
+
+
+def test_a_broken_sgd_step_is_named_on_the_first_step(small):
+    class BrokenFusedStep(TwoLayerNet):
+        def sgd_step(self, x, y, lr):
+            return "not a number"
+
+    model = BrokenFusedStep(TwoLayerOptions(hidden_size=8), np.random.default_rng(0))
+    with pytest.raises(PluginError, match=r"model 'model': sgd_step failed on the first step "
+                                          r"\(ValueError: could not convert"):
+        list(_trainer(small, model).run())
