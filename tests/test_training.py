@@ -338,3 +338,17 @@ def test_a_broken_sgd_step_is_named_on_the_first_step(small):
     with pytest.raises(PluginError, match=r"model 'model': sgd_step failed on the first step "
                                           r"\(ValueError: could not convert"):
         list(_trainer(small, model).run())
+
+
+def test_softmax_cross_entropy_with_classes_first_equals_the_usual_layout():
+    from mnistkit.models.base import softmax_cross_entropy
+
+    rng = np.random.default_rng(2)
+    scores = (rng.standard_normal((16, 10)) * 5).astype(np.float32)
+    y = rng.integers(0, 10, 16)
+    loss_rows, grad_rows = softmax_cross_entropy(scores.copy(), y)
+    loss_cols, grad_cols = softmax_cross_entropy(np.ascontiguousarray(scores.T), y, class_axis=0)
+    assert loss_cols == pytest.approx(loss_rows, rel=1e-6)
+    np.testing.assert_allclose(grad_cols.T, grad_rows, atol=1e-8)
+    with pytest.raises(ValueError, match="class_axis"):
+        softmax_cross_entropy(scores, y, class_axis=2)

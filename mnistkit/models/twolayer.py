@@ -78,7 +78,7 @@ class TwoLayerNet:
             work = cache_aligned({
                 "ones": np.ones(batch, dtype),  # ones @ g sums the rows of g (a fast gemv)
                 "h": np.empty((batch, hidden), dtype),
-                "s": np.empty((batch, classes), dtype),
+                "s_t": np.empty((classes, batch), dtype),  # scores, transposed (see below)
                 "dh": np.empty((batch, hidden), dtype),
                 "active": np.empty((batch, hidden), bool),  # h > 0
                 **{f"d{k}": np.empty_like(v, dtype=dtype) for k, v in p.items()},
@@ -88,27 +88,29 @@ class TwoLayerNet:
         return work
 
     def _forward(self, x: np.ndarray, work: dict[str, np.ndarray]) -> np.ndarray:
+        """The hidden layer into ``work["h"]``; returns the scores transposed, ``(C, B)``:
+        the softmax is faster that way round, and BLAS takes the transposes for free."""
         p = self.params
-        h, s = work["h"], work["s"]
+        h, s_t = work["h"], work["s_t"]
         np.matmul(x, p["W1"], out=h)
         h += p["b1"]
         np.maximum(h, 0, out=h)
-        np.matmul(h, p["W2"], out=s)
-        s += p["b2"]
-        return s
+        np.matmul(p["W2"].T, h.T, out=s_t)
+        s_t += p["b2"][:, None]
+        return s_t
 
     def _loss_and_deltas(self, x: np.ndarray, y: np.ndarray,
                          work: dict[str, np.ndarray]) -> tuple[float, np.ndarray, np.ndarray]:
-        """The loss and the gradients of the scores ``ds`` and of the hidden layer ``dh``."""
+        """The loss and the gradients of the scores ``ds`` ``(B, C)`` (a transposed view)
+        and of the hidden layer ``dh``."""
         p, reg = self.params, self.options.reg
-        ds = self._forward(x, work)
-        loss, ds = softmax_cross_entropy(ds, y)
+        loss, ds_t = softmax_cross_entropy(self._forward(x, work), y, class_axis=0)
         if reg:
             loss += 0.5 * reg * float(np.vdot(p["W1"], p["W1"]) + np.vdot(p["W2"], p["W2"]))
         h, dh = work["h"], work["dh"]
-        np.matmul(ds, p["W2"].T, out=dh)
+        np.matmul(ds_t.T, p["W2"].T, out=dh)
         dh *= np.greater(h, 0, out=work["active"])
-        return loss, ds, dh
+        return loss, ds_t.T, dh
 
     def loss_and_grads(self, x: np.ndarray, y: np.ndarray) -> tuple[float, dict[str, np.ndarray]]:
         """Mean regularised cross-entropy on ``(x, y)`` and the gradient of every parameter."""
@@ -119,7 +121,7 @@ class TwoLayerNet:
         grads = {k: work[f"d{k}"] for k in p}
         np.matmul(h.T, ds, out=grads["W2"])
         grads["W2"] += np.multiply(p["W2"], reg, out=work["regW2"])  # reg * W2, no temporary
-        np.matmul(ones, ds, out=grads["b2"])
+        np.matmul(ds.T, ones, out=grads["b2"])
         np.matmul(x.T, dh, out=grads["W1"])
         grads["W1"] += np.multiply(p["W1"], reg, out=work["regW1"])
         np.matmul(ones, dh, out=grads["b1"])
@@ -134,16 +136,20 @@ class TwoLayerNet:
         p, reg = self.params, self.options.reg
         work = self._work(x.shape[0], p["W1"].dtype)
         loss, ds, dh = self._loss_and_deltas(x, y, work)  # dh uses W2 before its update
-        gemm_update(p["W1"], x, dh, alpha=-lr, beta=1.0 - lr * reg, trans_a=True)
+        decay = 1.0 - lr * reg
+        gemm_update(p["W1"], x, dh, alpha=-lr, beta=decay, trans_a=True)
         # The small ones in NumPy: a foreign call costs more than these few operations.
-        h, ones, minus_lr = work["h"], work["ones"], -lr
-        for param, grad, product in (("W2", "dW2", (h.T, ds)), ("b2", "db2", (ones, ds)),
-                                     ("b1", "db1", (ones, dh))):
-            update = np.matmul(*product, out=work[grad])
-            if param == "W2":
-                update += np.multiply(p["W2"], reg, out=work["regW2"])
-            update *= minus_lr
-            p[param] += update
+        h, ones, dW2, db2, db1 = (work[k] for k in ("h", "ones", "dW2", "db2", "db1"))
+        np.matmul(h.T, ds, out=dW2)
+        dW2 *= -lr
+        p["W2"] *= decay
+        p["W2"] += dW2
+        np.matmul(ds.T, ones, out=db2)
+        db2 *= -lr
+        p["b2"] += db2
+        np.matmul(ones, dh, out=db1)
+        db1 *= -lr
+        p["b1"] += db1
         return loss
 
     def scores(self, x: np.ndarray) -> np.ndarray:
