@@ -60,16 +60,6 @@ class MnistkitRunner:
         o = self.sgd
         return scheduled_lr(o.lr, o.schedule, epoch, self.epochs, o.step_size, o.gamma)
 
-    def epoch(self) -> tuple[float, float]:
-        """Train one epoch; ``(seconds of the training steps, seconds including the
-        trainer's end-of-epoch accuracy measurement)``."""
-        start = time.perf_counter()
-        self.start_epoch()
-        self.steps(self.trainer.steps)
-        trained = time.perf_counter()
-        self.finish_epoch()
-        return trained - start, time.perf_counter() - start
-
     def start_epoch(self) -> None:
         """Begin the next epoch (draws its batch order, checked against the prediction)."""
         event = next(self._events)

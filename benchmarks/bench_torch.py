@@ -70,12 +70,6 @@ class TorchTwoLayer:
         torch.index_select(self.labels, 0, index, out=y)
         return x, y
 
-    def epoch(self, order: np.ndarray, lr: float | None = None) -> float:
-        """One pass over the images in ``order`` (int64), at learning rate ``lr`` if given
-        (mnistkit's schedule sets it per epoch); returns the last batch's loss."""
-        self.start_epoch(lr)
-        return self.steps(order)
-
     def start_epoch(self, lr: float | None = None) -> None:
         """Set the learning rate of the coming steps (mnistkit's schedule sets it per epoch)."""
         if lr is not None:

@@ -54,20 +54,26 @@ def _load() -> dict[np.dtype, Callable[..., Any] | None]:
             library = ctypes.CDLL(path)  # already loaded by NumPy: the same handle
         except OSError:
             continue
-        for dtype, names in _NAMES.items():
-            for name, integer in names:
-                function = getattr(library, name, None)
-                if function is None or functions[dtype] is not None:
-                    continue
-                real, pointer = _SCALAR[dtype], ctypes.c_void_p
-                function.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, integer, integer,
-                                     integer, real, pointer, integer, pointer, integer, real,
-                                     pointer, integer]
-                function.restype = None
-                functions[dtype] = function
-                if not _agrees_with_numpy(dtype, function):
-                    functions[dtype] = None
+        for dtype in _NAMES:
+            if functions[dtype] is None:
+                functions[dtype] = _first_working_gemm(library, dtype)
     return functions
+
+
+def _first_working_gemm(library: ctypes.CDLL, dtype: np.dtype) -> Callable[..., Any] | None:
+    """The first of ``_NAMES[dtype]`` that ``library`` exports and that computes right."""
+    real, pointer = _SCALAR[dtype], ctypes.c_void_p
+    for name, integer in _NAMES[dtype]:
+        function = getattr(library, name, None)
+        if function is None:
+            continue
+        function.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, integer, integer,
+                             integer, real, pointer, integer, pointer, integer, real,
+                             pointer, integer]
+        function.restype = None
+        if _agrees_with_numpy(dtype, function):
+            return function
+    return None
 
 
 def _agrees_with_numpy(dtype: np.dtype, function: Callable[..., Any]) -> bool:
