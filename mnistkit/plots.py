@@ -120,9 +120,14 @@ def moving_average(values: np.ndarray, window: int) -> np.ndarray:
     return (sums[index] - sums[start]) / (index - start)
 
 
+MIN_SMOOTHING_WINDOW = 5
+MAX_SMOOTHING_WINDOW = 200
+
+
 def smoothing_window(n_steps: int) -> int:
-    """A window of about 2% of the steps (at least 1, at most 200)."""
-    return int(min(200, max(1, round(n_steps / 50))))
+    """A window of about 2% of the steps, at least ``MIN_SMOOTHING_WINDOW`` (so short runs
+    are smoothed too) and at most ``MAX_SMOOTHING_WINDOW``."""
+    return int(min(MAX_SMOOTHING_WINDOW, max(MIN_SMOOTHING_WINDOW, round(n_steps / 50))))
 
 
 def confident_errors(probabilities: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray:

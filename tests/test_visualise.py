@@ -153,7 +153,11 @@ def test_history_has_one_point_per_step(cli, runs, drawn):
     raw, smooth = loss_ax.lines[:2]
     assert np.array_equal(raw.get_xdata(), np.arange(1, 41))
     assert np.allclose(raw.get_ydata(), steps[:, 2])
-    assert len(smooth.get_ydata()) == 40 and smooth.get_ydata().std() < raw.get_ydata().std()
+    # The smoothed curve is the trailing mean over 5 steps (the shortest window), computed
+    # here independently: a comparison of values, not of two rounding noises.
+    trailing = [steps[max(0, i - 4):i + 1, 2].mean() for i in range(40)]
+    assert np.allclose(smooth.get_ydata(), trailing, rtol=1e-9, atol=0)
+    assert not np.allclose(smooth.get_ydata(), steps[:, 2], rtol=1e-3)
     history = json.loads((runs["softmax"] / "run.json").read_text())["history"]
     train_line, val_line = acc_ax.lines[:2]
     assert np.allclose(train_line.get_ydata(), [h["train_accuracy"] for h in history])
@@ -190,6 +194,11 @@ def test_step_losses_are_validated(runs, tmp_path):
     (bad / "steps.csv").write_text("step,epoch,loss\n1,1,oops\n")
     with pytest.raises(RunError, match="three numbers"):
         plots.read_step_losses(bad)
+
+
+def test_smoothing_window_is_at_least_a_few_steps():
+    assert [plots.smoothing_window(n) for n in (1, 40, 249, 251, 1000, 10**6)] == \
+        [5, 5, 5, 5, 20, 200]
 
 
 def test_moving_average_is_trailing_mean():
