@@ -1,11 +1,14 @@
 """Train a run: start, resume and finish it, writing its folder as it goes.
 
 What a run folder holds and how it is read back is :mod:`mnistkit.run_folder`. Every
-file is written atomically, so a crash leaves the previous complete version.
+file is written atomically, so a crash leaves the previous complete version. A run is
+trained by one process at a time: the folder is claimed (:mod:`mnistkit.run_lock`) before
+anything is written and stays locked until training ends.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import io
@@ -38,6 +41,7 @@ from mnistkit.run_folder import (
     read_record,
     remove_stale_temporaries,
 )
+from mnistkit.run_lock import RunLock, claim_new_run_folder, lock_run_folder
 from mnistkit.training import EpochFinished, Event, TrainConfig, Trainer
 
 
@@ -56,14 +60,61 @@ class RunSpec:
 
 
 def default_run_dir(root: str | Path, model: str) -> Path:
-    """``root/<YYYYmmdd-HHMMSS>-<model>``, with ``-2``, ``-3``... if it already exists."""
+    """``root/<YYYYmmdd-HHMMSS>-<model>``: the default name of a new run folder. Pass it to
+    :meth:`Run.start` with ``pick_free_name=True``, which adds ``-2``, ``-3``... when that
+    name is taken (atomically, so runs started in the same second never share a folder)."""
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    base = Path(root) / f"{stamp}-{model}"
-    candidate, n = base, 1
-    while candidate.exists():
-        n += 1
-        candidate = base.with_name(f"{base.name}-{n}")
-    return candidate
+    return Path(root) / f"{stamp}-{model}"
+
+
+class RunFinishedError(RunError):
+    """:meth:`Run.resume` of a finished run with no more epochs asked: nothing to do.
+    ``record`` is the run's record."""
+
+    def __init__(self, message: str, record: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.record = record
+
+
+#: What ``resume_conflicts`` compares: the record's place of each setting a resume could be
+#: asked to change. Only ``epochs`` (and, outside the run, the BLAS threads) may change.
+_FIXED_SETTINGS: dict[str, tuple[str, ...]] = {
+    "model": ("model",), "optimizer": ("optimizer",), "dataset": ("dataset", "name"),
+    "val_size": ("training", "val_size"), "limit": ("training", "limit"),
+    "batch_size": ("training", "batch_size"), "seed": ("training", "seed"),
+    "sampling": ("training", "sampling"), "steps_per_epoch": ("training", "steps_per_epoch"),
+    "pixel_scale": ("training", "pixel_scale"),
+}
+
+
+def resume_conflicts(record: dict[str, Any], registry: Registry,
+                     requested: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """The settings in ``requested`` that differ from the run's ``record``, as
+    ``(setting, requested value, the run's value)``; ``[]`` when a resume may go ahead.
+
+    ``requested`` holds only what the user asked for explicitly: keys of
+    ``_FIXED_SETTINGS``, and ``model_options``/``optimizer_options`` as ``{name: value}``
+    (compared after conversion, so ``-m hidden_size=100`` matches a run of 100). A value
+    equal to the run's is no conflict.
+    """
+    conflicts = []
+    for setting, where in _FIXED_SETTINGS.items():
+        if setting in requested:
+            recorded = record
+            for key in where:
+                recorded = recorded.get(key) if isinstance(recorded, dict) else None
+            if requested[setting] != recorded:
+                conflicts.append((setting, requested[setting], recorded))
+    for kind in ("model", "optimizer"):
+        given = requested.get(f"{kind}_options") or {}
+        recorded = record[f"{kind}_options"]
+        if not given:
+            continue
+        entry = registry.get(kind, record[kind])
+        merged = options_to_dict(entry.make_options({**recorded, **given}))
+        conflicts += [(f"{kind}_options.{name}", merged.get(name), recorded.get(name))
+                      for name in given if merged.get(name) != recorded.get(name)]
+    return conflicts
 
 
 def split_train_val(train: Split, val_size: int, limit: int | None) -> tuple[Split, Split]:
@@ -88,22 +139,25 @@ class Run:
                  trainer: Trainer, dataset: Dataset) -> None:
         self.path, self.record, self.model, self.optimizer = path, record, model, optimizer
         self.trainer, self.dataset = trainer, dataset
+        self._lock: RunLock | None = None
         self.best_score = max((_score(h) for h in record["history"]), default=-1.0)
         self._clock = time.perf_counter() - record.get("wall_seconds", 0.0)
 
     # -- building ---------------------------------------------------------------------
     @classmethod
-    def start(cls, spec: RunSpec, dataset: Dataset, registry: Registry, path: Path) -> Run:
-        """Validate ``spec``, build everything and create the run folder (nothing trained)."""
+    def start(cls, spec: RunSpec, dataset: Dataset, registry: Registry, path: Path, *,
+              pick_free_name: bool = False) -> Run:
+        """Validate ``spec``, build everything, then claim and write the run folder (nothing
+        trained yet). ``path`` must not exist or be an empty folder; with
+        ``pick_free_name`` a taken ``path`` becomes ``path-2``, ``path-3``... (see
+        :attr:`path` for the one used). The folder stays locked for this process until
+        :meth:`train` ends or :meth:`close` is called."""
         model_entry = registry.get("model", spec.model)
         opt_entry = registry.get("optimizer", spec.optimizer)
         model_opts = model_entry.make_options(spec.model_options)
         opt_opts = opt_entry.make_options(spec.optimizer_options)
         train, val = split_train_val(dataset.train, spec.val_size, spec.limit)
         _check_config(spec.config, len(train))
-        if path.exists() and any(path.iterdir()):
-            raise RunError(f"output folder {path} is not empty; choose another --out or resume "
-                           f"with --resume {path}")
         record = {
             "format_version": RUN_FORMAT_VERSION,
             "status": "created",
@@ -120,43 +174,61 @@ class Run:
             "history": [], "best_epoch": None, "metrics": {}, "wall_seconds": 0.0,
         }
         run = cls._build(path, record, dataset, registry, train, val)
-        # Resumable from the moment the folder exists; a read-only or full disk fails here,
-        # before any training.
-        run._save_last()
-        run._write_record()
+        # Claimed only now that everything is built, so a bad option leaves no folder; from
+        # here the folder is resumable. A read-only or full disk fails here, before training.
+        run._lock = claim_new_run_folder(path, pick_free_name=pick_free_name)
+        run.path = run._lock.folder
+        with run._released_on_error():
+            run._save_last()
+            run._write_record()
         return run
 
     @classmethod
     def resume(cls, path: Path, dataset: Dataset, registry: Registry,
                epochs: int | None = None) -> Run:
-        """Reopen an interrupted (or finished) run to continue training from ``last.npz``."""
-        record = read_record(path)
-        if dataset.name != record["dataset"]["name"] or (
-                dataset.fingerprint() != record["dataset"]["fingerprint"]):
-            raise RunError(f"{path}: the dataset differs from the one this run was trained on "
-                           f"({record['dataset']['name']}, {record['dataset']['source']})")
-        if epochs is not None:
-            record["training"]["epochs"] = epochs
-        t = record["training"]
-        train, val = split_train_val(dataset.train, t["val_size"], t["limit"])
-        run = cls._build(path, record, dataset, registry, train, val)
+        """Reopen an interrupted run to continue training from ``last.npz`` (or a finished
+        one, to train it for more ``epochs``). The folder is locked for this process: a run
+        that another process is training right now is refused."""
+        path = Path(path)
+        read_record(path)  # a clear error for what is not a run folder, before locking it
+        lock = lock_run_folder(path)
+        try:
+            record = read_record(path)  # again: now no other process can be changing it
+            if dataset.name != record["dataset"]["name"] or (
+                    dataset.fingerprint() != record["dataset"]["fingerprint"]):
+                raise RunError(f"{path}: the dataset differs from the one this run was trained"
+                               f" on ({record['dataset']['name']}, {record['dataset']['source']})")
+            _check_resume_epochs(path, record, epochs)
+            if epochs is not None:
+                record["training"]["epochs"] = epochs
+            t = record["training"]
+            train, val = split_train_val(dataset.train, t["val_size"], t["limit"])
+            run = cls._build(path, record, dataset, registry, train, val)
+            run._lock = lock
+            run._restore(path)
+        except BaseException:
+            lock.release()
+            raise
+        return run
+
+    def _restore(self, path: Path) -> None:
+        """Load ``last.npz`` into the model, optimizer and trainer (under the lock)."""
         remove_stale_temporaries(path)
         groups = load_checkpoint(path / LAST_NPZ)
         for group in ("params", "optimizer", "trainer"):
             groups.setdefault(group, {})
-        check_params(path / LAST_NPZ, groups["params"], run.model.params)
+        check_params(path / LAST_NPZ, groups["params"], self.model.params)
         for key, value in groups["params"].items():
-            run.model.params[key][...] = value
+            self.model.params[key][...] = value
         try:
-            run.optimizer.load_state_dict(groups["optimizer"])
+            self.optimizer.load_state_dict(groups["optimizer"])
         except (KeyError, ValueError, TypeError) as exc:
             raise RunError(f"{path / LAST_NPZ}: optimizer state is damaged ({exc})") from None
         try:
-            run.trainer.restore(groups["trainer"])
-            _check_position(run.trainer)
+            self.trainer.restore(groups["trainer"])
+            _check_position(self.trainer)
         except (KeyError, ValueError, TypeError, IndexError) as exc:
             raise RunError(f"{path / LAST_NPZ}: trainer state is damaged ({exc})") from None
-        return run
 
     @classmethod
     def _build(cls, path: Path, record: dict[str, Any], dataset: Dataset, registry: Registry,
@@ -174,12 +246,35 @@ class Run:
         trainer = Trainer(model, optimizer, train, val, config, rng, model_name=record["model"])
         return cls(path, record, model, optimizer, trainer, dataset)
 
+    # -- owning the folder --------------------------------------------------------------
+    def close(self) -> None:
+        """Release the run folder so another process may resume it (idempotent)."""
+        if self._lock is not None:
+            self._lock.release()
+
+    @contextlib.contextmanager
+    def _released_on_error(self) -> Iterator[None]:
+        try:
+            yield
+        except BaseException:
+            self.close()
+            raise
+
     # -- training ---------------------------------------------------------------------
     def train(self, should_stop: Callable[[], bool] = lambda: False) -> Iterator[Event]:
         """Train, saving ``last.npz`` (and ``best.npz`` when validation improves) after each
         epoch. Ends with status ``finished`` and test metrics, ``interrupted`` when
         ``should_stop()`` became true (resumable), or raises :class:`TrainingError` after
-        recording status ``diverged`` (the last good checkpoint is kept)."""
+        recording status ``diverged`` (the last good checkpoint is kept). However it ends,
+        the folder is released (:meth:`close`)."""
+        try:
+            yield from self._train(should_stop)
+        finally:
+            self.close()
+
+    def _train(self, should_stop: Callable[[], bool]) -> Iterator[Event]:
+        if self._lock is None or not self._lock.held:
+            raise RunError(f"{self.path}: this run was closed; resume it with Run.resume")
         self.record["status"] = "running"
         try:
             for event in self.trainer.run(should_stop):
@@ -279,6 +374,20 @@ def _check_config(config: TrainConfig, n_train: int) -> None:
                            f"got {config.batch_size}")
     if config.steps_per_epoch is not None and config.steps_per_epoch < 1:
         raise OptionsError(f"--steps-per-epoch must be at least 1; got {config.steps_per_epoch}")
+
+
+def _check_resume_epochs(path: Path, record: dict[str, Any], epochs: int | None) -> None:
+    """Refuse a resume that has nothing to do, or asks for fewer epochs than are done."""
+    done = len(record["history"])
+    if record.get("status") == "finished" and (epochs is None or epochs <= done):
+        accuracy = record.get("metrics", {}).get("test_accuracy")
+        result = f", test accuracy {accuracy:.2%}" if isinstance(accuracy, float) else ""
+        raise RunFinishedError(f"{path} is already finished ({done} of {done} epochs{result});"
+                               f" nothing to resume. To train it further give --epochs N with N"
+                               f" greater than {done}", record)
+    if epochs is not None and epochs < done:
+        raise OptionsError(f"--epochs {epochs} is fewer than the {done} epochs {path} has "
+                           "already trained")
 
 
 def _check_position(trainer: Trainer) -> None:

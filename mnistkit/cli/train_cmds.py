@@ -111,11 +111,13 @@ def train_command(model_name: str, optimizer_name: str, model_options: tuple[str
     import numpy as np
 
     from mnistkit.options import parse_assignments
-    from mnistkit.runs import Run, RunSpec, default_run_dir
+    from mnistkit.runs import Run, RunFinishedError, RunSpec, default_run_dir
     from mnistkit.training import TrainConfig
 
     registry = current_plugins().registry
     out_console = console(stderr=as_json)
+    if resume is not None:  # the run's own dataset; nothing else may differ from the run
+        dataset_name = _check_resume_request(resume, registry)
     try:
         with out_console.status("Loading data…") if not (quiet or as_json) else _nothing():
             dataset = load_dataset_for_cli(dataset_name, data_dir)
@@ -130,7 +132,13 @@ def train_command(model_name: str, optimizer_name: str, model_options: tuple[str
     run = None
     try:
         if resume is not None:
-            run = Run.resume(resume, dataset, registry, epochs=epochs)
+            try:
+                run = Run.resume(resume, dataset, registry, epochs=epochs)
+            except RunFinishedError as finished:  # the wanted end state holds: exit 0
+                click.echo(str(finished), err=True)
+                if as_json:
+                    print_json({"run": str(resume), **finished.record})
+                return
         else:
             config = TrainConfig(epochs=20 if epochs is None else epochs, batch_size=batch_size,
                                  seed=seed, sampling=sampling, steps_per_epoch=steps_per_epoch,
@@ -139,7 +147,8 @@ def train_command(model_name: str, optimizer_name: str, model_options: tuple[str
                            model_options=parse_assignments(model_options),
                            optimizer_options=parse_assignments(optimizer_options),
                            dataset=dataset_name, val_size=val_size, limit=limit, config=config)
-            run = Run.start(spec, dataset, registry, out or default_run_dir("runs", model_name))
+            run = Run.start(spec, dataset, registry, out or default_run_dir("runs", model_name),
+                            pick_free_name=out is None)
         # Overflow warnings would print source lines; the NaN guard explains divergence.
         with _limit_threads(threads), np.errstate(over="ignore", invalid="ignore",
                                                   divide="ignore"):
@@ -171,6 +180,64 @@ def train_command(model_name: str, optimizer_name: str, model_options: tuple[str
         f"[bold]test accuracy {m['test_accuracy']:.2%}[/] (best epoch {record['best_epoch']}, "
         f"val {_pct(m['val_accuracy'])}) in {record['wall_seconds']:.1f} s; run saved to "
         f"[cyan]{run.path}[/]")
+
+
+#: The train options a resume must not change, and how their settings are spelled.
+_RESUME_FIXED = {
+    "model_name": "--model", "optimizer_name": "--optimizer", "dataset_name": "--dataset",
+    "val_size": "--val-size", "limit": "--limit", "batch_size": "--batch-size",
+    "seed": "--seed", "sampling": "--sampling", "steps_per_epoch": "--steps-per-epoch",
+    "raw_pixels": "--raw-pixels", "model_options": "-m", "optimizer_options": "-o",
+}
+
+
+def _check_resume_request(resume: Path, registry: Any) -> str:
+    """Refuse ``--resume`` with options that contradict the run (naming each), or with
+    ``--out``; return the name of the run's dataset."""
+    from click.core import ParameterSource
+
+    from mnistkit.errors import OptionsError
+    from mnistkit.options import parse_assignments
+    from mnistkit.run_folder import read_record
+    from mnistkit.runs import resume_conflicts
+
+    ctx = click.get_current_context()
+    given = {name for name in (*_RESUME_FIXED, "out")
+             if ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE,
+                                                   ParameterSource.ENVIRONMENT)}
+    record = read_record(resume)
+    if "out" in given:
+        raise click.UsageError("--out and --resume cannot be used together: a resumed run "
+                               "stays in its own folder")
+    p = ctx.params
+    requested: dict[str, Any] = {
+        {"model_name": "model", "optimizer_name": "optimizer",
+         "dataset_name": "dataset"}.get(name, name): p[name]
+        for name in given if name not in ("raw_pixels", "model_options", "optimizer_options")}
+    if "raw_pixels" in given:
+        requested["pixel_scale"] = 1.0 if p["raw_pixels"] else 1.0 / 255.0
+    for kind in ("model", "optimizer"):
+        if f"{kind}_options" in given:
+            requested[f"{kind}_options"] = parse_assignments(p[f"{kind}_options"])
+    conflicts = resume_conflicts(record, registry, requested)
+    if conflicts:
+        described = ", ".join(_describe_conflict(*c) for c in conflicts)
+        raise OptionsError(f"--resume {resume}: {described}; a resumed run keeps its settings "
+                           "(only --epochs and --threads may change)")
+    return record["dataset"]["name"]
+
+
+def _describe_conflict(setting: str, requested: Any, recorded: Any) -> str:
+    kind, _, option = setting.partition("_options.")
+    if option:
+        flag = "-m" if kind == "model" else "-o"
+        return f"{flag} {option}={requested} (the run has {recorded})"
+    if setting == "pixel_scale":
+        pixels = "raw 0..255" if recorded == 1.0 else "scaled to 0..1"
+        return f"--raw-pixels (the run fed {pixels} pixels)"
+    flag = _RESUME_FIXED.get({"model": "model_name", "optimizer": "optimizer_name",
+                              "dataset": "dataset_name"}.get(setting, setting), setting)
+    return f"{flag} {requested} (the run has {recorded})"
 
 
 def _nothing() -> Any:
