@@ -123,9 +123,15 @@ def matches(row: RunRow, filters: dict[str, str]) -> bool:
             value = row.options[key]
         else:
             return False
-        if str(value) != wanted and _text_number(value) != _text_number(wanted):
+        if str(value) != wanted and not _same_number(value, wanted):
             return False
     return True
+
+
+def _same_number(value: Any, text: str) -> bool:
+    """``0.1`` and ``"0.10"`` are the same number; text that is not a number never is."""
+    a, b = _text_number(value), _text_number(text)
+    return a is not None and a == b
 
 
 def _text_number(value: Any) -> float | None:
