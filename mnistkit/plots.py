@@ -496,3 +496,66 @@ def save_history_plot(run_dir: str | Path, path: str | Path | None = None) -> Pa
     curves = load_curves([run_dir])
     fig = history_figure(curves, title=f"Training history of {run_dir.name}")
     return save_figure(fig, run_dir / HISTORY_PNG if path is None else path)
+
+
+# ---------------------------------------------------------------------------------------
+# A sweep: validation accuracy against each swept setting.
+# ---------------------------------------------------------------------------------------
+def sweep_axis_points(trials: Sequence[dict[str, Any]], axis: str
+                      ) -> tuple[list[Any], list[tuple[int, float]]]:
+    """The values of the swept ``axis`` (``m.hidden_size``, ``o.lr``, ``epochs``...) in
+    plotting order (numbers ascending, text as given), and one ``(value index, validation
+    accuracy)`` point per finished trial."""
+    from mnistkit.sweep import axis_value
+
+    values: list[Any] = []
+    points = []
+    for trial in trials:
+        value = axis_value(trial["config"], axis)
+        if value not in values:
+            values.append(value)
+    numeric = all(_as_float(v) is not None for v in values)
+    if numeric:
+        values.sort(key=lambda v: _as_float(v))
+    for trial in trials:
+        accuracy = trial.get("val_accuracy")
+        if trial["status"] == "finished" and isinstance(accuracy, float) and accuracy == accuracy:
+            points.append((values.index(axis_value(trial["config"], axis)), accuracy))
+    return values, points
+
+
+def _as_float(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def sweep_figure(trials: Sequence[dict[str, Any]], axes: Sequence[str], title: str = ""
+                 ) -> Figure:
+    """One panel per swept setting: every finished trial's validation accuracy (dots) and
+    the mean over the trials sharing each value (line), so the effect of each setting and
+    the spread over the others and the seeds show at once."""
+    from matplotlib.figure import Figure
+
+    axes = list(axes) or ["epochs"]
+    fig = Figure(figsize=(4.2 * len(axes), 3.6), layout="constrained")
+    for k, axis in enumerate(axes):
+        ax = fig.add_subplot(1, len(axes), k + 1)
+        values, points = sweep_axis_points(trials, axis)
+        colour = OKABE_ITO[k % len(OKABE_ITO)]
+        if points:
+            x, y = np.array(points, dtype=np.float64).T
+            ax.scatter(x, y * 100, color=colour, alpha=0.55, s=18, label="trials")
+            means = [y[x == i].mean() * 100 for i in range(len(values)) if np.any(x == i)]
+            ax.plot([i for i in range(len(values)) if np.any(x == i)], means, color=colour,
+                    marker="o", linewidth=1.8, label="mean")
+        ax.set_xticks(range(len(values)), [str(v) for v in values])
+        ax.set_xlabel(axis.split(".", 1)[-1])
+        ax.set_ylabel("validation accuracy (%)")
+        ax.grid(True, alpha=0.3)
+        if k == 0 and points:
+            ax.legend(loc="lower right", fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return fig

@@ -158,6 +158,19 @@ def _positive_int(value: Any, name: str) -> int:
     return number
 
 
+def axis_value(config: Mapping[str, Any], axis: str) -> Any:
+    """The value a trial's ``config`` has on the swept ``axis`` (``m.hidden_size``...)."""
+    prefix, _, option = axis.partition(".")
+    if option:
+        return config["model_options" if prefix == "m" else "optimizer_options"].get(option)
+    return config.get(axis)
+
+
+def swept_axes(spec: SweepSpec) -> list[str]:
+    """The settings of ``spec`` given more than one value."""
+    return [name for name, values in spec.axes.items() if len(values) > 1]
+
+
 def describe_config(config: Mapping[str, Any], swept: Iterable[str] | None = None) -> str:
     """``model=twolayer hidden_size=128 lr=0.1 ...``: every setting, or only the ``swept``
     axis names (``m.hidden_size``, ``epochs``...)."""

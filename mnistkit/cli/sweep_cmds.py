@@ -197,16 +197,14 @@ def _run_with_table(sweep_runner: Any, signals: _SweepSignals, show: bool, folde
 
     out.print(f"Sweep of {len(sweep_runner.state.trials)} trials -> {folder} on "
               f"{backend.description}")
-    swept = _swept_axes(sweep_runner.state.spec)
+    from mnistkit.sweep import swept_axes
+
+    swept = swept_axes(sweep_runner.state.spec)
     with Live(console=out, refresh_per_second=4, transient=False) as live:
         for final in sweep_runner.run(signals.stop, signals.abort):
             live.update(_trials_table(final, swept, backend.capacity))
     out.print()
     return final
-
-
-def _swept_axes(spec: Any) -> list[str]:
-    return [name for name, values in spec.axes.items() if len(values) > 1]
 
 
 def _trials_table(update: Any, swept: list[str], capacity: int) -> Any:
@@ -259,10 +257,10 @@ def _report(folder: Path, trials: list[dict[str, Any]], spec: Any, as_json: bool
     """The ranked summary (or JSON), then the exit code: 130 when stopped, 1 when a trial
     failed, else 0."""
     from mnistkit.errors import TrainingError
-    from mnistkit.sweep import describe_config, summarize
+    from mnistkit.sweep import describe_config, summarize, swept_axes
 
     summary = summarize(trials)
-    swept = _swept_axes(spec)
+    swept = swept_axes(spec)
     if as_json:
         print_json({"sweep": str(folder), "trials": trials, "summary": [
             {"config": s.config, "trials": s.trials, "finished": s.finished,

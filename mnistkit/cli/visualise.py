@@ -120,6 +120,7 @@ def visualise_group() -> None:
       mnistkit visualise weights runs/softmax
       mnistkit visualise confusion runs/softmax
       mnistkit visualise errors runs/softmax -n 24
+      mnistkit visualise sweep sweeps/hidden
     """
 
 
@@ -146,6 +147,35 @@ samples_command = click.Command(
     """,
     short_help="Grid of random samples (same as show-samples).")
 visualise_group.add_command(samples_command)
+
+
+@visualise_group.command("sweep")
+@click.argument("sweep_path", metavar="SWEEP", type=click.Path(path_type=Path))
+@_output_option("SWEEP/sweep.png")
+@_show_option
+def sweep_command(sweep_path: Path, output: Path | None, show: bool) -> None:
+    """Validation accuracy against each swept setting of a sweep.
+
+    One panel per setting that took several values: a dot per finished trial and
+    the mean over the trials sharing each value.
+
+    \b
+    Example:
+      mnistkit visualise sweep sweeps/hidden
+    """
+    _agg()
+    from mnistkit.plots import sweep_figure
+    from mnistkit.sweep import swept_axes
+    from mnistkit.sweep_runner import read_state
+
+    state = read_state(sweep_path)
+    finished = sum(t["status"] == "finished" for t in state.trials)
+    fig = sweep_figure(state.trials, swept_axes(state.spec),
+                       title=f"Sweep {sweep_path.name}: {finished} of {len(state.trials)} "
+                             "trials finished")
+    _finish(fig, output or sweep_path / "sweep.png",
+            f"{finished} finished trials, settings: "
+            f"{', '.join(swept_axes(state.spec)) or 'none swept'}", show)
 
 
 @visualise_group.command("history")

@@ -226,3 +226,21 @@ def test_runs_rm_removes_only_unfinished_runs(tmp_path, local_sweep):
     removed = invoke("runs", "rm", root, "--yes")
     assert removed.exit_code == 0 and "Removed 1 run folder" in removed.output
     assert not (root / "broken").exists() and (root / "done" / "run.json").exists()
+
+
+def test_visualise_sweep_draws_one_panel_per_swept_setting(local_sweep, tmp_path):
+    import matplotlib.image
+
+    from mnistkit.plots import sweep_axis_points
+
+    out = tmp_path / "sweep.png"
+    result = invoke("visualise", "sweep", local_sweep, "-o", out)
+    assert result.exit_code == 0, result.output
+    assert "12 finished trials, settings: m.hidden_size, o.lr" in result.output
+    pixels = matplotlib.image.imread(out)
+    assert pixels.shape[1] > pixels.shape[0] and pixels[..., :3].std() > 0.05
+    values, points = sweep_axis_points(manifest(local_sweep)["trials"], "o.lr")
+    assert values == ["0.1", "0.3", "0.8"] and len(points) == 12
+    assert sorted({i for i, _ in points}) == [0, 1, 2]
+    missing = invoke("visualise", "sweep", tmp_path / "nothing")
+    assert_one_line_error(missing, "no such sweep folder", exit_code=1)
