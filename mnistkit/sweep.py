@@ -32,7 +32,8 @@ SCALAR_SETTINGS: dict[str, Any] = {
 }
 #: Settings that are the same for every trial.
 FIXED_SETTINGS: dict[str, Any] = {"val_size": 10_000, "limit": None}
-SEARCHES = ("grid", "random")
+SEARCHES = ("grid", "random", "tpe")
+DEFAULT_TPE_BATCH = 4
 MAX_TRIALS = 100_000
 _MAX_TOML_BYTES = 1 << 20
 
@@ -45,8 +46,9 @@ class SweepSpec:
     seeds: list[int]
     fixed: dict[str, Any] = dataclasses.field(default_factory=dict)  # val_size, limit
     search: str = "grid"
-    trials: int | None = None           # configurations drawn by ``random``
+    trials: int | None = None           # configurations drawn by ``random`` or ``tpe``
     search_seed: int = 0
+    tpe_batch: int = DEFAULT_TPE_BATCH  # configurations ``tpe`` asks for at a time
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready copy (stored in ``sweep.json``)."""
@@ -59,7 +61,8 @@ class SweepSpec:
             spec = cls(axes={str(k): list(v) for k, v in dict(data["axes"]).items()},
                        seeds=[int(s) for s in data["seeds"]], fixed=dict(data["fixed"]),
                        search=str(data["search"]), trials=data.get("trials"),
-                       search_seed=int(data.get("search_seed", 0)))
+                       search_seed=int(data.get("search_seed", 0)),
+                       tpe_batch=int(data.get("tpe_batch", DEFAULT_TPE_BATCH)))
         except (KeyError, TypeError, ValueError) as exc:
             raise OptionsError(f"the sweep description is damaged ({exc})") from None
         check_spec(spec)
@@ -94,8 +97,11 @@ def check_spec(spec: SweepSpec) -> None:
     for name, values in spec.axes.items():
         if not values:
             raise OptionsError(f"setting {name!r} has an empty list of values")
-    if spec.search == "random" and not (isinstance(spec.trials, int) and spec.trials >= 1):
-        raise OptionsError(f"--search random needs --trials N (N >= 1); got {spec.trials!r}")
+    if spec.search != "grid" and not (isinstance(spec.trials, int) and spec.trials >= 1):
+        raise OptionsError(f"--search {spec.search} needs --trials N (N >= 1); got "
+                           f"{spec.trials!r}")
+    if spec.tpe_batch < 1:
+        raise OptionsError(f"tpe_batch must be at least 1; got {spec.tpe_batch}")
     count = count_trials(spec)
     if count > MAX_TRIALS:
         raise OptionsError(f"this sweep has {count:,} trials; at most {MAX_TRIALS:,} are "
@@ -104,15 +110,22 @@ def check_spec(spec: SweepSpec) -> None:
 
 def count_trials(spec: SweepSpec) -> int:
     """How many trials ``spec`` expands to."""
-    configs = spec.trials if spec.search == "random" else math.prod(
+    configs = spec.trials if spec.search != "grid" else math.prod(
         len(v) for v in spec.axes.values())
     return int(configs or 0) * len(spec.seeds)
 
 
 def expand_trials(spec: SweepSpec, registry: Registry) -> list[TrialSpec]:
     """The trials of ``spec`` in a fixed order (configurations, then seeds), every option
-    checked against its model or optimizer now, before anything runs."""
+    checked against its model or optimizer now, before anything runs. A ``tpe`` search
+    chooses its trials as results come (:mod:`mnistkit.sweep_search`): none here, but
+    every value of every setting is checked."""
     check_spec(spec)
+    if spec.search == "tpe":
+        for name, values in spec.axes.items():
+            for value in values:
+                config_from_choice({name: value}, spec.fixed, registry)
+        return []
     names = list(spec.axes)
     if spec.search == "grid":
         choices: Iterable[tuple[Any, ...]] = itertools.product(*(spec.axes[n] for n in names))
@@ -122,14 +135,16 @@ def expand_trials(spec: SweepSpec, registry: Registry) -> list[TrialSpec]:
                    for _ in range(int(spec.trials or 0))]
     trials: list[TrialSpec] = []
     for values in choices:
-        config = _config_of(dict(zip(names, values, strict=True)), spec.fixed, registry)
+        config = config_from_choice(dict(zip(names, values, strict=True)), spec.fixed, registry)
         for seed in spec.seeds:
             trials.append(TrialSpec(len(trials), config, seed))
     return trials
 
 
-def _config_of(chosen: dict[str, Any], fixed: dict[str, Any], registry: Registry
-               ) -> dict[str, Any]:
+def config_from_choice(chosen: dict[str, Any], fixed: dict[str, Any], registry: Registry
+                       ) -> dict[str, Any]:
+    """The complete run settings of a trial: the defaults, the ``fixed`` settings and the
+    ``chosen`` value of each axis; options checked by their model or optimizer."""
     config: dict[str, Any] = {**SCALAR_SETTINGS, **FIXED_SETTINGS, **fixed,
                               "model_options": {}, "optimizer_options": {}}
     for name, value in chosen.items():
@@ -295,12 +310,14 @@ class ConfigSummary:
 
 
 def summarize(trials: list[dict[str, Any]]) -> list[ConfigSummary]:
-    """Group finished trials (``sweep.json`` entries) by configuration; best mean
+    """Group trials (``sweep.json`` entries) by configuration, each seed once; best mean
     validation accuracy first (ties: by test accuracy, then by the first trial's order).
     Configurations with no finished trial come last."""
     groups: dict[str, list[dict[str, Any]]] = {}
     for trial in trials:
-        groups.setdefault(describe_config(trial["config"]), []).append(trial)
+        members = groups.setdefault(describe_config(trial["config"]), [])
+        if all(m["seed"] != trial["seed"] for m in members):  # tpe may ask for one twice
+            members.append(trial)
     summaries = []
     for members in groups.values():
         done = [t for t in members if t["status"] == "finished"]

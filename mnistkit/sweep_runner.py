@@ -35,8 +35,9 @@ from typing import Any
 
 from mnistkit.errors import MnistkitError, OptionsError, RunError
 from mnistkit.files import atomic_write
+from mnistkit.registry import Registry
 from mnistkit.run_lock import LOCK_NAME, RunLock, claim_new_run_folder, lock_run_folder
-from mnistkit.sweep import SweepSpec, TrialSpec, read_bounded_text
+from mnistkit.sweep import SweepSpec, TrialSpec, axis_value, read_bounded_text
 
 SWEEP_JSON = "sweep.json"
 TRIALS_DIR = "trials"
@@ -229,12 +230,18 @@ class SweepState:
 
 def new_state(spec: SweepSpec, trials: list[TrialSpec]) -> SweepState:
     """The manifest of a sweep that has not run yet: every trial pending."""
-    entries = [{"id": t.trial_id, "index": t.index, "config": t.config, "seed": t.seed,
-                "status": "pending", "error": None, "run": f"{TRIALS_DIR}/{t.trial_id}",
-                "val_accuracy": None, "test_accuracy": None, "seconds": None, "attempts": 0}
-               for t in trials]
     created = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    return SweepState(spec, entries, created)
+    return SweepState(spec, trial_entries(spec, trials), created)
+
+
+def trial_entries(spec: SweepSpec, trials: list[TrialSpec]) -> list[dict[str, Any]]:
+    """``sweep.json`` entries of ``trials``, pending: each with its settings, seed, the value
+    chosen on each axis of ``spec`` and its run folder."""
+    return [{"id": t.trial_id, "index": t.index, "config": t.config, "seed": t.seed,
+             "choice": {axis: axis_value(t.config, axis) for axis in spec.axes},
+             "status": "pending", "error": None, "run": f"{TRIALS_DIR}/{t.trial_id}",
+             "val_accuracy": None, "test_accuracy": None, "seconds": None, "attempts": 0}
+            for t in trials]
 
 
 def read_state(folder: Path) -> SweepState:
@@ -283,6 +290,40 @@ def claim_sweep_folder(folder: Path, *, resume: bool, pick_free_name: bool = Fal
 
 
 # -- the sweep loop -------------------------------------------------------------------------
+def run_sweep(folder: Path, state: SweepState, backend: Backend, registry: Registry,
+              retries: int = 1, should_stop: Callable[[], bool] = lambda: False,
+              should_abort: Callable[[], bool] = lambda: False) -> Iterator[SweepUpdate]:
+    """Run a sweep's unfinished trials (see :meth:`SweepRunner.run`); a ``tpe`` search
+    asks for its trials batch by batch (:mod:`mnistkit.sweep_search`), each batch run to
+    its end and told in trial order before the next is asked."""
+    if state.spec.search != "tpe":
+        yield from SweepRunner(folder, state, backend, retries).run(should_stop, should_abort)
+        return
+    from mnistkit.sweep_search import TpeSearch
+
+    search = TpeSearch(state.spec, registry)
+    pending = search.replay(state.trials)
+    while True:
+        if not pending:
+            batch = search.next_batch(state.trials)
+            if not batch:
+                return
+            for optuna_trial, specs in batch:
+                entries = trial_entries(state.spec, specs)
+                state.trials.extend(entries)
+                pending.append((optuna_trial, entries))
+        last = None
+        for last in SweepRunner(folder, state, backend, retries).run(should_stop,
+                                                                     should_abort):
+            yield last
+        if last is None or last.stopping:
+            return
+        for optuna_trial, entries in pending:
+            search.tell(optuna_trial, entries)
+        pending = []
+
+
+
 @dataclasses.dataclass(frozen=True)
 class SweepUpdate:
     """Something changed: the current trials (``sweep.json`` entries), which of them are
@@ -297,12 +338,11 @@ class SweepUpdate:
 class SweepRunner:
     """Runs the unfinished trials of a sweep folder on a :class:`Backend`."""
 
-    def __init__(self, folder: Path, state: SweepState, backend: Backend, retries: int = 1,
-                 lock: RunLock | None = None) -> None:
+    def __init__(self, folder: Path, state: SweepState, backend: Backend,
+                 retries: int = 1) -> None:
         if retries < 0:
             raise OptionsError(f"--retries must be 0 or more; got {retries}")
         self.folder, self.state, self.backend, self.retries = folder, state, backend, retries
-        self.lock = lock
         self._stop_file = folder / STOP_FILE
 
     def run(self, should_stop: Callable[[], bool] = lambda: False,

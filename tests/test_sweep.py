@@ -194,3 +194,9 @@ def test_runs_are_found_recursively_and_damaged_ones_listed_as_damaged(tmp_path)
     assert not matches(rows["a"], {"model": "mlp"}) and not matches(rows["a"], {"nope": "1"})
     with pytest.raises(RunError, match="no such folder"):
         list_runs(tmp_path / "missing")
+
+
+def test_summary_counts_a_repeated_configuration_and_seed_once():
+    trials = [_trial("0.1", 0, 0.90, 0.9), _trial("0.1", 0, 0.90, 0.9), _trial("0.1", 1, 0.80, 0.8)]
+    (only,) = summarize(trials)
+    assert only.trials == 2 and only.val_mean == pytest.approx(0.85)

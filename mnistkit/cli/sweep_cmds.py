@@ -52,12 +52,14 @@ class _SweepSignals:
               help="Dataset(s).")
 @click.option("--seeds", type=int, default=1, show_default=True, metavar="N",
               help="Seeds per configuration (0..N-1): the summary gives mean and spread.")
-@click.option("--search", type=click.Choice(["grid", "random"]), default="grid",
-              show_default=True, help="Every combination, or --trials random ones.")
+@click.option("--search", type=click.Choice(["grid", "random", "tpe"]), default="grid",
+              show_default=True, help="Every combination; --trials random ones; or --trials "
+                                      "chosen by Optuna's TPE from the results so far (needs "
+                                      "mnistkit[optuna]).")
 @click.option("--trials", type=click.IntRange(min=1), default=None, metavar="N",
-              help="Configurations drawn by --search random.")
+              help="Configurations drawn by --search random or tpe.")
 @click.option("--search-seed", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Seed of --search random (same seed, same trials).")
+              help="Seed of --search random or tpe (same seed, same trials).")
 @click.option("--val-size", type=int, default=10_000, show_default=True,
               help="Validation images held out of the training set (ranks the trials).")
 @click.option("--limit", type=int, default=None, metavar="N",
@@ -135,10 +137,11 @@ def sweep_command(sweep_file: Path | None, model: str, optimizer: str,
             signals = _SweepSignals()
             previous = signal.signal(signal.SIGINT, signals.handle)
             try:
-                final = _run_with_table(runner.SweepRunner(folder, state, backend, retries,
-                                                           lock), signals,
-                                        show=not (quiet or as_json), folder=folder,
-                                        backend=backend, out=console(stderr=as_json))
+                updates = runner.run_sweep(folder, state, backend, current_plugins().registry,
+                                           retries, signals.stop, signals.abort)
+                final = _run_with_table(updates, state, show=not (quiet or as_json),
+                                        folder=folder, backend=backend,
+                                        out=console(stderr=as_json))
             except KeyboardInterrupt:
                 click.echo(f"Stopped at once; finished trials are kept. Resume with: mnistkit "
                            f"sweep --resume {folder}", err=True)
@@ -149,7 +152,8 @@ def sweep_command(sweep_file: Path | None, model: str, optimizer: str,
             backend.close()
     finally:
         lock.release()
-    _report(folder, final.trials, state.spec, as_json=as_json, stopped=final.stopping)
+    _report(folder, state.trials, state.spec, as_json=as_json,
+            stopped=bool(final and final.stopping))
 
 
 def _given(ctx: click.Context, names: tuple[str, ...]) -> list[str]:
@@ -185,23 +189,23 @@ def _refuse_sweep_settings_with_file(ctx: click.Context) -> None:
                                f"both: remove {', '.join(_flag(n) for n in given)}")
 
 
-def _run_with_table(sweep_runner: Any, signals: _SweepSignals, show: bool, folder: Path,
-                    backend: Any, out: Any) -> Any:
+def _run_with_table(updates: Any, state: Any, show: bool, folder: Path, backend: Any,
+                    out: Any) -> Any:
     """Drive the sweep; with ``show``, a live table of the trials."""
     final = None
     if not show:
-        for update in sweep_runner.run(signals.stop, signals.abort):
+        for update in updates:
             final = update
         return final
     from rich.live import Live
 
-    out.print(f"Sweep of {len(sweep_runner.state.trials)} trials -> {folder} on "
-              f"{backend.description}")
-    from mnistkit.sweep import swept_axes
+    from mnistkit.sweep import count_trials, swept_axes
 
-    swept = swept_axes(sweep_runner.state.spec)
+    out.print(f"Sweep of {count_trials(state.spec)} trials -> {folder} on "
+              f"{backend.description}")
+    swept = swept_axes(state.spec)
     with Live(console=out, refresh_per_second=4, transient=False) as live:
-        for final in sweep_runner.run(signals.stop, signals.abort):
+        for final in updates:
             live.update(_trials_table(final, swept, backend.capacity))
     out.print()
     return final
