@@ -122,7 +122,7 @@ def _render(rows: list[Any]) -> None:
         table.add_column(column, justify="right" if column in (
             "epochs", "val acc", "test acc", "time") else "left", overflow="fold")
     for row in rows:
-        options = _non_default_options(row, cache)
+        options = _non_default_options(row, cache) or "defaults"
         status = f"[{_STATUS_STYLE.get(row.status, '')}]{row.status}[/]"
         if row.error and row.status in ("damaged", "failed", "diverged"):
             status += f"\n[dim]{row.error[:80]}[/]"
