@@ -9,17 +9,31 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+from mnistkit.errors import DataError
+
 CACHE_DIR_ENV = "MNISTKIT_CACHE_DIR"
 
 
 def cache_dir() -> Path:
-    """The user cache folder: ``$MNISTKIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/mnistkit``,
-    else ``~/.cache/mnistkit``. Not created here."""
+    """The user cache folder: ``$MNISTKIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/mnistkit``
+    (an absolute path), else ``$HOME/.cache/mnistkit``. Not created here.
+
+    Raises :class:`mnistkit.errors.DataError` when none applies because ``HOME`` is
+    unset, empty, relative or not an existing folder: a cache is never created under a
+    home that is not there (callers that can do without a cache, do).
+    """
     explicit = os.environ.get(CACHE_DIR_ENV)
     if explicit:
         return Path(explicit).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "mnistkit"
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    if xdg and os.path.isabs(xdg):
+        return Path(xdg) / "mnistkit"
+    home = os.environ.get("HOME", "")
+    if not home or not os.path.isabs(home) or not os.path.isdir(home):
+        shown = f"{home!r} is not an existing folder" if home else "is not set"
+        raise DataError(f"no cache folder: HOME {shown}; set {CACHE_DIR_ENV} (or "
+                        "XDG_CACHE_HOME) to a folder, or pass --data-dir")
+    return Path(home) / ".cache" / "mnistkit"
 
 
 @contextlib.contextmanager

@@ -1,5 +1,7 @@
 """The bundled MNIST against its published facts, folder layouts, checksums and the cache."""
 
+import gzip
+import hashlib
 import json
 import os
 import shutil
@@ -161,8 +163,12 @@ def test_missing_folder(tmp_path):
 def test_generic_folder_loader_for_other_datasets(tmp_path):
     arrays = tiny(n_classes=3)
     write_folder(tmp_path / "FashionMNIST" / "raw", arrays, SPELLINGS["gz"])
-    md5 = {n: load_idx_folder(tmp_path, "x", ("a", "b", "c"),
-                              torchvision_name="FashionMNIST").files[n] for n in FILE_NAMES}
+    md5 = {n: hashlib.md5(gzip.decompress((tmp_path / "FashionMNIST" / "raw" / f"{n}.gz")
+                                          .read_bytes())).hexdigest() for n in FILE_NAMES}
+    first = load_idx_folder(tmp_path, "x", ("a", "b", "c"), torchvision_name="FashionMNIST")
+    assert first.files == md5  # read from the files: MD5 computed while reading
+    warm = load_idx_folder(tmp_path, "x", ("a", "b", "c"), torchvision_name="FashionMNIST")
+    assert warm.files == dict.fromkeys(FILE_NAMES, "")  # from the cache, nothing to check
     data = load_idx_folder(tmp_path, "three", ("a", "b", "c"), md5,
                            torchvision_name="FashionMNIST")
     assert data.name == "three" and data.n_classes == 3 and data.verified
@@ -226,7 +232,10 @@ def test_warm_read_equals_cold_read(tmp_path, own_cache):
     warm = read_idx_cached(source, ndim=3, dtype=np.uint8)
     assert not cold.cached and warm.cached
     np.testing.assert_array_equal(cold.array, warm.array)
-    assert warm.md5 == cold.md5 and warm.array.dtype == np.uint8
+    assert warm.array.dtype == np.uint8
+    assert warm.md5 == ""  # served from the cache with no published sum: no MD5 claimed
+    checked = read_idx_cached(source, ndim=3, dtype=np.uint8, expected_md5=cold.md5)
+    assert checked.cached and checked.md5 == cold.md5  # recomputed from the cached array
     assert len(list(own_cache.glob("*.npy"))) == 1
 
 
@@ -278,17 +287,18 @@ def test_a_damaged_cache_entry_is_ignored_and_rewritten(tmp_path, own_cache, dam
     assert read_idx_cached(path).cached  # rewritten
 
 
-def test_fresh_reads_bypass_a_tampered_cache_record(tmp_path, own_cache):
+def test_a_record_md5_is_never_believed(tmp_path, own_cache):
     path = tmp_path / "labels"
     write_idx(path, np.arange(5, dtype=np.uint8))
     real = read_idx_cached(path).md5
     record = next(own_cache.glob("*.json"))
     meta = json.loads(record.read_text())
-    meta["md5"] = "0" * 32
+    meta["md5"] = "0" * 32  # a field the record does not even have any more
     record.write_text(json.dumps(meta))
-    assert read_idx_cached(path).md5 == "0" * 32  # plain loads trust the cache...
+    assert read_idx_cached(path).md5 == ""
+    assert read_idx_cached(path, expected_md5="0" * 32).md5 == real  # re-read: the truth
     with fresh_reads():
-        assert read_idx_cached(path).md5 == real  # ...verification does not
+        assert read_idx_cached(path).md5 == real
 
 
 def test_no_cache_env_disables_the_cache(tmp_path, own_cache, monkeypatch):

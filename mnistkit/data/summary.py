@@ -53,7 +53,8 @@ def split_files(dataset: Dataset, split: str) -> list[str]:
 
 
 def file_checks(dataset: Dataset) -> list[dict[str, Any]]:
-    """Each file with its MD5, the published MD5 and ``ok``/``mismatch``/``unknown``."""
+    """Each file with its MD5 (established in this process), the published MD5 and
+    ``ok``/``mismatch``/``unknown``/``not checked``."""
     from mnistkit.data.mnist import checksum_report
 
     return [{"file": c.name, "md5": c.md5, "expected": c.expected, "status": c.status}
@@ -98,6 +99,8 @@ def _overall(statuses: list[str]) -> str:
         return "unknown"
     if "mismatch" in statuses:
         return "mismatch"
+    if "not checked" in statuses:
+        return "not checked"
     return "ok" if all(s == "ok" for s in statuses) else "unknown"
 
 
