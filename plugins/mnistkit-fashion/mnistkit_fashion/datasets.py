@@ -5,11 +5,17 @@ dataset, the files with the MD5 sums their authors publish for the ``.gz`` files
 mirrors tried in order, and the class names. Loading:
 
 - with ``--data-dir DIR``: the files are read from ``DIR`` (plain or ``.gz``, any layout
-  mnistkit's MNIST loader accepts); nothing is downloaded. The dataset is marked
-  verified when the four ``.gz`` files are there with their published sums.
+  mnistkit's MNIST loader accepts); nothing is downloaded.
 - without: :func:`mnistkit.data.download.fetch_files` makes sure the four ``.gz`` files
   are in ``<mnistkit cache>/<dataset>/`` with their published sums (downloading only
   what is missing or damaged), then they are read from there.
+
+The dataset is marked verified only when the four ``.gz`` files have their published sums
+(hashed in this process) *and* its arrays were decoded from them in this process. The
+authors publish sums of the ``.gz`` files only, so an array served from mnistkit's
+decompressed cache cannot be proven to come from them (anyone who can write the cache
+can rewrite an entry to look consistent): a load from the cache is not verified;
+``mnistkit inspect --verify`` re-reads the files and is.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from mnistkit.data.cache import track_reads
 from mnistkit.data.dataset import Dataset
 from mnistkit.data.download import RemoteFile, fetch_files, is_valid
 from mnistkit.data.mnist import load_idx_folder
@@ -92,9 +99,11 @@ def load(name: str, data_dir: Path | None = None, *, timeout: float = 30.0) -> D
     else:
         folder = Path(data_dir)
         source = str(folder)
-    dataset = load_idx_folder(folder, spec.name, spec.class_names,
-                              torchvision_name=spec.torchvision_name, source=source)
-    verified = all(is_valid(folder / f.name, f) for f in spec.files)
+    with track_reads() as reads:
+        dataset = load_idx_folder(folder, spec.name, spec.class_names,
+                                  torchvision_name=spec.torchvision_name, source=source)
+    decoded_now = bool(reads) and not any(cached for _, cached in reads)
+    verified = decoded_now and all(is_valid(folder / f.name, f) for f in spec.files)
     return dataclasses.replace(dataset, verified=verified) if verified else dataset
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import shutil
 import socket
 import tempfile
 from pathlib import Path
@@ -17,6 +18,7 @@ from mnistkit_fashion import datasets
 from mnistkit_fashion.datasets import SPECS
 
 from mnistkit.cli import build_cli
+from mnistkit.data.cache import fresh_reads, idx_content_digest
 from mnistkit.data.download import RemoteFile
 from mnistkit.data.idx import write_idx
 from mnistkit.datasets import load_dataset
@@ -135,10 +137,36 @@ def test_data_dir_works_without_network(cache, monkeypatch, registry, tmp_path):
     use_mirrors(monkeypatch, "kmnist", [dead], md5_of(DATA))
     with pytest.raises(DownloadError, match="--data-dir"):
         load_dataset("kmnist", registry=registry)
-    dataset = load_dataset("kmnist", DATA, registry=registry)
+    with fresh_reads():  # decoded now, not served from the cache
+        dataset = load_dataset("kmnist", DATA, registry=registry)
     assert len(dataset.train) == 60 and dataset.verified  # the .gz sums match the declared ones
+    cached = load_dataset("kmnist", DATA, registry=registry)
+    assert not cached.verified  # from the cache: the .gz sums say nothing about these arrays
+    assert cached.fingerprint() == dataset.fingerprint()
     monkeypatch.setitem(SPECS, "kmnist", datasets.KMNIST)  # the real published sums
-    assert not load_dataset("kmnist", DATA, registry=registry).verified
+    with fresh_reads():
+        assert not load_dataset("kmnist", DATA, registry=registry).verified
+
+
+def test_a_tampered_cache_entry_is_never_verified(cache, monkeypatch, registry, tmp_path):
+    use_mirrors(monkeypatch, "kmnist", ["http://127.0.0.1:9/"], md5_of(DATA))
+    folder = tmp_path / "copy"
+    shutil.copytree(DATA, folder)
+    with fresh_reads():
+        assert load_dataset("kmnist", folder, registry=registry).verified
+    labels_gz = str((folder / "train-labels-idx1-ubyte.gz").resolve())
+    record = next(p for p in cache.glob("idx-v1/*.json")
+                  if json.loads(p.read_text())["source"] == labels_gz)
+    poisoned = (np.load(record.with_suffix(".npy")) + 1) % 10
+    np.save(record.with_suffix(".npy"), poisoned)  # labels changed, the record fixed up
+    record.write_text(json.dumps(dict(json.loads(record.read_text()),
+                                      sha256=idx_content_digest(poisoned))))
+    served = load_dataset("kmnist", folder, registry=registry)
+    # no published sum of the decoded arrays exists to catch it: served, but not verified
+    assert np.array_equal(served.train.labels, poisoned) and not served.verified
+    with fresh_reads():
+        again = load_dataset("kmnist", folder, registry=registry)
+    assert again.verified and not np.array_equal(again.train.labels, poisoned)
 
 
 def test_data_dir_with_missing_files(registry, tmp_path):
