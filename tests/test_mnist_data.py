@@ -18,6 +18,7 @@ from mnistkit.data.mnist import (
     BUNDLED_DIR,
     FILE_NAMES,
     MNIST_MD5,
+    MNIST_SHA256,
     find_idx_files,
     load_idx_folder,
     load_mnist,
@@ -349,3 +350,100 @@ def test_errors_in_the_source_are_reported_even_with_a_cache(tmp_path, own_cache
         read_idx_cached(tmp_path / "copy")
     with pytest.raises(DataError, match="has 1 dimensions"):
         read_idx_cached(path, ndim=3)  # a cached entry of the wrong shape is not a hit
+
+
+# -- what the cache proves ----------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.int16, np.int32, np.float32,
+                                   np.float64])
+def test_content_digest_is_the_hash_of_the_idx_file(tmp_path, dtype):
+    array = (np.arange(60) * 7 - 100).astype(dtype).reshape(3, 4, 5)
+    write_idx(tmp_path / "f", array)
+    content = (tmp_path / "f").read_bytes()
+    for algorithm in ("sha256", "md5"):
+        assert cache.idx_content_digest(array, algorithm) == hashlib.new(algorithm,
+                                                                         content).hexdigest()
+    assert cache.idx_content_digest(array[:, ::2]) == hashlib.sha256(
+        _idx_bytes(tmp_path / "g", array[:, ::2])).hexdigest()  # not contiguous
+
+
+def _idx_bytes(path: Path, array: np.ndarray) -> bytes:
+    write_idx(path, array)
+    return path.read_bytes()
+
+
+def test_shipped_sha256_sums_are_of_the_published_files():
+    for name in FILE_NAMES:
+        content = gzip.decompress((BUNDLED_DIR / f"{name}.gz").read_bytes())
+        assert hashlib.md5(content).hexdigest() == MNIST_MD5[name]
+        assert hashlib.sha256(content).hexdigest() == MNIST_SHA256[name]
+
+
+def test_a_cached_array_is_served_only_when_proven(tmp_path, own_cache):
+    path = tmp_path / "labels"
+    write_idx(path, np.arange(5, dtype=np.uint8))
+    real = read_idx_cached(path)
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    hit = read_idx_cached(path, expected_md5=real.md5, known_sha256=sha)
+    assert hit.cached and hit.md5 == real.md5
+    # a known SHA-256 that is not the content's: not served from the cache
+    wrong = read_idx_cached(path, expected_md5=real.md5, known_sha256="0" * 64)
+    assert not wrong.cached and wrong.md5 == real.md5
+
+
+def test_a_copy_that_differs_from_its_sum_is_re_read_but_not_rewritten(tmp_path, own_cache):
+    path = tmp_path / "labels"
+    write_idx(path, np.arange(5, dtype=np.uint8))
+    first = read_idx_cached(path, expected_md5="0" * 32)
+    npy = next(own_cache.glob("*.npy"))
+    stamp = npy.stat().st_mtime_ns
+    again = read_idx_cached(path, expected_md5="0" * 32)
+    assert not again.cached and again.md5 == first.md5 != "0" * 32  # the mismatch stays
+    assert npy.stat().st_mtime_ns == stamp
+
+
+def test_track_reads_tells_what_came_from_the_cache(tmp_path, own_cache):
+    path = tmp_path / "labels"
+    write_idx(path, np.arange(5, dtype=np.uint8))
+    with cache.track_reads() as reads:
+        read_idx_cached(path)
+        read_idx_cached(path)
+    assert reads == [(path, False), (path, True)]
+    read_idx_cached(path)
+    assert len(reads) == 2  # only within the block
+
+
+def test_a_damaged_bundled_copy_is_an_error(tmp_path, monkeypatch):
+    for name in FILE_NAMES:
+        shutil.copyfile(BUNDLED_DIR / f"{name}.gz", tmp_path / f"{name}.gz")
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", np.zeros(10000, np.uint8))
+    monkeypatch.setattr("mnistkit.data.mnist.BUNDLED_DIR", tmp_path)
+    with pytest.raises(DataError, match=r"bundled MNIST .* is not the published data "
+                                        r"\(t10k-labels-idx1-ubyte has MD5 [0-9a-f]{32}, "
+                                        r"published 27ae3e4e"):
+        load_mnist()
+
+
+@pytest.mark.parametrize("home", [None, "", "relative/home", "missing"])
+def test_no_cache_folder_without_a_usable_home(tmp_path, monkeypatch, home):
+    from mnistkit.data.download import dataset_folder
+    from mnistkit.files import cache_dir
+
+    monkeypatch.delenv("MNISTKIT_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/xdg")  # relative: ignored, as XDG says
+    if home is None:
+        monkeypatch.delenv("HOME", raising=False)
+    else:
+        monkeypatch.setenv("HOME", str(tmp_path / home) if home == "missing" else home)
+    with pytest.raises(DataError, match="no cache folder: HOME .*MNISTKIT_CACHE_DIR"):
+        cache_dir()
+    with pytest.raises(DataError, match="no cache folder"):
+        dataset_folder("fashion-mnist")  # downloads need a folder: one clear error
+    path = tmp_path / "labels"
+    write_idx(path, np.arange(5, dtype=np.uint8))
+    assert not read_idx_cached(path).cached and not read_idx_cached(path).cached
+    assert not (tmp_path / "missing").exists()
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert cache_dir() == tmp_path / ".cache" / "mnistkit"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_dir() == tmp_path / "xdg" / "mnistkit"
