@@ -189,6 +189,22 @@ def test_cli_lists_and_trains_on_a_downloaded_dataset(cache, served, monkeypatch
     assert json.loads(result.stdout)["dataset"]["name"] == "fashion-mnist"
 
 
+def test_cli_inspect_says_what_was_checked(cache, monkeypatch, tmp_path):
+    use_mirrors(monkeypatch, "kmnist", ["http://127.0.0.1:9/"], md5_of(DATA))
+    folder = tmp_path / "copy"
+    shutil.copytree(DATA, folder)
+    cli = build_cli(load_plugins([mnistkit_fashion], entry_points=False))
+    reports = []
+    for args in ([], [], ["--verify"]):  # decoded now, from the cache, re-read
+        result = CliRunner().invoke(cli, ["inspect", "--dataset", "kmnist", "--data-dir",
+                                          str(folder), "--json", *args])
+        reports.append(json.loads(result.stdout))
+    assert [r["verified"] for r in reports] == [True, False, True]
+    assert reports[0]["checksums_checked"] == "now"
+    assert reports[1]["checksums_checked"].startswith("now, except files served from the cache")
+    assert all(f["md5"] == "" and f["status"] == "unknown" for f in reports[1]["files"])
+
+
 def test_cli_offline_error_is_one_line(cache, monkeypatch):
     monkeypatch.setitem(SPECS, "kmnist", dataclasses.replace(SPECS["kmnist"], mirrors=()))
     cli = build_cli(load_plugins([mnistkit_fashion], entry_points=False))
