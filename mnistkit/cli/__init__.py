@@ -22,9 +22,9 @@ def main(argv: list[str] | None = None) -> None:
     Once the command has finished, SIGINT is ignored: a late Ctrl-C cannot turn a
     finished command into a traceback while the interpreter shuts down.
     """
-    import signal
-
     try:
+        import signal  # not at the top: even this import can be interrupted
+
         try:
             from mnistkit.cli.app import build_cli
 
