@@ -4,7 +4,8 @@ Built-in models, optimizers and datasets are registered through the very same ho
 as third-party ones (``mnistkit.builtins``). A plugin that fails to import, or raises
 inside a hook, is skipped and recorded as a :class:`PluginProblem`; everything else
 keeps working. ``MNISTKIT_LOAD_PLUGINS`` (comma-separated entry-point or
-distribution names) limits which external plugins load; set it empty for none.
+distribution names, compared as pip compares them) limits which external plugins load;
+set it empty for none. A name there that matches no installed plugin is a problem too.
 """
 
 from __future__ import annotations

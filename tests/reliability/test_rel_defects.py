@@ -131,21 +131,32 @@ def _default_sigint() -> None:
 
 
 #: The console script ``mnistkit`` (``from mnistkit.cli import main; sys.exit(main())``),
-#: telling the test on stderr when ``main`` is about to run: the signals are timed from
-#: there, not from the interpreter's start, whose length varies with the machine's load (a
-#: SIGINT during Python's own start-up, before any mnistkit code runs, is Python's).
-CONSOLE_SCRIPT = (
-    "import sys\n"
-    "from mnistkit.cli import main\n"
-    "sys.stderr.write('main\\n'); sys.stderr.flush()\n"
-    "sys.exit(main())\n"
-)
+#: telling the test on stderr when ``main`` starts importing the command line: the signals
+#: are timed from there, not from the interpreter's start, whose length varies with the
+#: machine's load (a SIGINT during Python's own start-up, before any mnistkit code runs, is
+#: Python's).
+CONSOLE_SCRIPT = """
+import sys
+
+class Marker:
+    told = False
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "mnistkit.cli.app" and not self.told:
+            self.told = True
+            sys.stderr.write("main\\n")
+            sys.stderr.flush()
+
+sys.meta_path.insert(0, Marker())
+from mnistkit.cli import main
+sys.exit(main())
+"""
 
 
 def interrupt_after(delay: float, args: list[str]) -> tuple[bool, int, str, str]:
     """Start the console script with ``ARGS``, SIGINT it ``delay`` seconds after ``main``
-    started; returns whether it was still running then, its exit code, its stdout and its
-    stderr (without the marker line)."""
+    began importing the command line; returns whether it was still running then, its exit
+    code, its stdout and its stderr (without the marker line)."""
     proc = subprocess.Popen([sys.executable, "-c", CONSOLE_SCRIPT, *args], env=subprocess_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=_default_sigint)
