@@ -9,6 +9,7 @@ are re-exported here on first use.
 from __future__ import annotations
 
 import sys
+from types import ModuleType  # already imported by Python's start-up: costs nothing
 
 EXIT_INTERRUPTED = 130
 INTERRUPTED_MESSAGE = "Interrupted."
@@ -25,6 +26,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         import signal  # not at the top: even this import can be interrupted
 
+        _reraise_lost_interrupts(signal)
         try:
             from mnistkit.cli.app import build_cli
 
@@ -34,6 +36,33 @@ def main(argv: list[str] | None = None) -> None:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
     except KeyboardInterrupt:
         exit_interrupted()
+
+
+def _reraise_lost_interrupts(signal: ModuleType) -> None:
+    """A Ctrl-C landing in code that cannot raise (a weakref callback inside the import
+    system, a ``__del__``) would be printed as "Exception ignored ... KeyboardInterrupt"
+    and lost: signal it again, so it is raised where :func:`main` catches it."""
+    import _thread
+
+    previous = sys.unraisablehook
+    main_thread = _thread.get_ident()
+
+    def again() -> None:  # a real SIGINT to the main thread also wakes a sleep or a wait
+        if hasattr(signal, "pthread_kill"):
+            signal.pthread_kill(main_thread, signal.SIGINT)
+        else:
+            _thread.interrupt_main(signal.SIGINT)
+
+    def hook(unraisable: sys.UnraisableHookArgs) -> None:
+        if unraisable.exc_type is not None and issubclass(unraisable.exc_type,
+                                                          KeyboardInterrupt):
+            # From another thread, which runs once this one lets go of the GIL, i.e. after
+            # the hook: a signal sent from here would be handled, and lost, in the hook.
+            _thread.start_new_thread(again, ())
+            return
+        previous(unraisable)
+
+    sys.unraisablehook = hook
 
 
 def exit_interrupted() -> None:

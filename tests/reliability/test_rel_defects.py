@@ -202,6 +202,17 @@ def mnistkit_register_commands(cli):
     time.sleep(5)
 '''
 
+SIGINT_LOST_IN_A_FINALISER = '''
+import time
+
+class Finaliser:
+    def __del__(self):  # as a Ctrl-C landing in a weakref callback of the import system
+        raise KeyboardInterrupt
+
+Finaliser()  # dropped at once: Python can only print its KeyboardInterrupt as "ignored"
+time.sleep(5)
+'''
+
 GOOD_PLUGIN = '''
 from mnistkit import hookimpl
 
@@ -231,16 +242,20 @@ def with_plugins(site: Path, **extra: str) -> dict[str, str]:
     return subprocess_env(PYTHONPATH=f"{site}:{REPO}", **extra)
 
 
-@pytest.mark.parametrize("source", [SIGINT_AT_IMPORT, SIGINT_IN_REGISTER_COMMANDS],
-                         ids=["while-importing-a-plugin", "while-registering-commands"])
+@pytest.mark.parametrize("source", [SIGINT_AT_IMPORT, SIGINT_IN_REGISTER_COMMANDS,
+                                    SIGINT_LOST_IN_A_FINALISER],
+                         ids=["while-importing-a-plugin", "while-registering-commands",
+                              "in-code-that-cannot-raise"])
 def test_real_sigint_while_plugins_load_is_interrupted_and_130(tmp_path, source):
     """Before click's group runs at all (``build_cli`` in ``main``)."""
     site = install_plugins(tmp_path / "site", {"mnistkit-relsigint": {"sig": source}})
+    started = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "mnistkit", "models"], env=with_plugins(site),
                           capture_output=True, text=True, timeout=60,
                           preexec_fn=_default_sigint)
     assert proc.returncode == 130, proc.stderr
     assert proc.stderr == "Interrupted.\n" and proc.stdout == ""
+    assert time.perf_counter() - started < 4.5  # at once, not after the plugin's 5 s sleep
 
 
 def test_real_sigint_while_the_cli_modules_are_imported():
