@@ -43,12 +43,13 @@ def _reraise_lost_interrupts(signal: ModuleType) -> None:
     system, a ``__del__``) would be printed as "Exception ignored ... KeyboardInterrupt"
     and lost: signal it again, so it is raised where :func:`main` catches it."""
     import _thread
+    import os
 
     previous = sys.unraisablehook
-    main_thread = _thread.get_ident()
+    main_thread, process = _thread.get_ident(), os.getpid()
 
     def again() -> None:  # a real SIGINT to the main thread also wakes a sleep or a wait
-        if hasattr(signal, "pthread_kill"):
+        if hasattr(signal, "pthread_kill") and os.getpid() == process:  # not a forked child
             signal.pthread_kill(main_thread, signal.SIGINT)
         else:
             _thread.interrupt_main(signal.SIGINT)
