@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import typing
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -111,9 +112,7 @@ def convert_value(tp: Any, text: Any, name: str, owner: str) -> Any:
                 raise ValueError
             return int(value)
         if tp is float:
-            if isinstance(text, bool):
-                raise ValueError
-            return float(text)
+            return _finite_float(text, where)
         if tp is str:
             return str(text)
         if typing.get_origin(tp) is typing.Literal:
@@ -129,6 +128,17 @@ def convert_value(tp: Any, text: Any, name: str, owner: str) -> Any:
     except (TypeError, ValueError):
         raise OptionsError(f"{where} must be {_article(_type_name(tp))}; got {text!r}") from None
     raise OptionsError(f"{where} has an unsupported type {tp!r}")
+
+
+def _finite_float(text: Any, where: str) -> float:
+    """``text`` as a float; NaN and infinities (``nan``, ``inf``, ``1e999``) are refused:
+    no setting means anything at those values, and training would only fail later."""
+    if isinstance(text, bool):
+        raise ValueError
+    value = float(text)
+    if not math.isfinite(value):
+        raise OptionsError(f"{where} must be a finite number; got {text!r}")
+    return value
 
 
 def _article(type_name: str) -> str:

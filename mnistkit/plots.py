@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -59,6 +60,20 @@ def sample_grid(images: np.ndarray, labels: np.ndarray, class_names: Sequence[st
     return fig
 
 
+#: The start of matplotlib's warning about a character the font cannot draw (a regex).
+MISSING_GLYPH_WARNING = r"Glyph \d+ \(.*\) missing from font"
+
+
+def plain_text(fig: Figure) -> Figure:
+    """Draw every text of ``fig`` literally: run folders and class names are the user's, so
+    ``$`` in them must not start mathtext (``a$\\foo$`` would fail to render)."""
+    from matplotlib.text import Text
+
+    for text in fig.findobj(Text):
+        text.set_parse_math(False)
+    return fig
+
+
 def save_figure(fig: Figure, path: str | Path, dpi: int = 100) -> Path:
     """Render ``fig`` with Agg into ``path`` atomically (format from the suffix:
     png, svg or pdf) and return the path."""
@@ -70,8 +85,13 @@ def save_figure(fig: Figure, path: str | Path, dpi: int = 100) -> Path:
         raise MnistkitError(f"cannot write figure {str(path)!r}: unknown format "
                             f"{path.suffix or '(no suffix)'}; use .png, .svg or .pdf")
     FigureCanvasAgg(fig)
+    plain_text(fig)
     try:
-        with atomic_write(path) as handle:
+        with atomic_write(path) as handle, warnings.catch_warnings():
+            # A run or class name with characters the font lacks (emoji, CJK...) is drawn
+            # as boxes; matplotlib's warning about it would only clutter stderr.
+            warnings.filterwarnings("ignore", message=MISSING_GLYPH_WARNING,
+                                    category=UserWarning)
             fig.savefig(handle, format=fmt, dpi=dpi)
     except OSError as exc:
         raise MnistkitError(f"cannot write figure {str(path)!r}: {exc.strerror or exc}") from None

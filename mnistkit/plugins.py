@@ -4,7 +4,8 @@ Built-in models, optimizers and datasets are registered through the very same ho
 as third-party ones (``mnistkit.builtins``). A plugin that fails to import, or raises
 inside a hook, is skipped and recorded as a :class:`PluginProblem`; everything else
 keeps working. ``MNISTKIT_LOAD_PLUGINS`` (comma-separated entry-point or
-distribution names) limits which external plugins load; set it empty for none.
+distribution names, compared as pip compares them) limits which external plugins load;
+set it empty for none. A name there that matches no installed plugin is a problem too.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import re
 from importlib import metadata
 from typing import Any
 
@@ -52,6 +54,8 @@ class PluginProblem:
 
     def message(self) -> str:
         """One line for stderr naming the distribution and the error."""
+        if self.distribution == LOAD_PLUGINS_ENV:  # a name that matches nothing installed
+            return f"warning: {LOAD_PLUGINS_ENV} names {self.plugin!r}, which {self.error}"
         return (
             f"warning: plugin {self.plugin!r} from {self.distribution} was skipped: {self.error}"
         )
@@ -122,11 +126,19 @@ def _version(dist: str) -> str:
         return __version__ if dist == "mnistkit" else "unknown"
 
 
-def _allowed_plugins() -> set[str] | None:
+def _allowed_plugins() -> list[str] | None:
+    """The names in ``MNISTKIT_LOAD_PLUGINS``, in order (``None`` when it is not set)."""
     value = os.environ.get(LOAD_PLUGINS_ENV)
     if value is None:
         return None
-    return {part.strip() for part in value.split(",") if part.strip()}
+    names = [part.strip() for part in value.split(",") if part.strip()]
+    return list(dict.fromkeys(names))
+
+
+def _normalise(name: str) -> str:
+    """A distribution or entry-point name compared as pip does: case, ``-``, ``_`` and ``.``
+    do not matter (``mnistkit_adam`` is ``mnistkit-adam``)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def load_plugins(extra: list[Any] | None = None, *, entry_points: bool = True) -> Plugins:
@@ -154,10 +166,14 @@ def load_plugins(extra: list[Any] | None = None, *, entry_points: bool = True) -
 
 def _load_entry_points(plugins: Plugins) -> None:
     allowed = _allowed_plugins()
-    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+    wanted = None if allowed is None else {_normalise(name) for name in allowed}
+    installed = list(metadata.entry_points(group=ENTRY_POINT_GROUP))
+    if allowed is not None:
+        _report_unknown_names(plugins, allowed, installed)
+    for ep in installed:
         dist = ep.dist.name if ep.dist is not None else "unknown distribution"
         version = ep.dist.version if ep.dist is not None else "unknown"
-        if allowed is not None and ep.name not in allowed and dist not in allowed:
+        if wanted is not None and not {_normalise(ep.name), _normalise(dist)} & wanted:
             continue
         if plugins.manager.has_plugin(ep.name):
             continue
@@ -167,6 +183,25 @@ def _load_entry_points(plugins: Plugins) -> None:
             plugins.manager.register(obj, name=ep.name)
         except Exception as exc:  # ImportError, SyntaxError, pluggy validation errors...
             plugins._problem(ep.name, exc)
+
+
+def _report_unknown_names(plugins: Plugins, names: list[str], installed: list[Any]) -> None:
+    """One problem per name of ``MNISTKIT_LOAD_PLUGINS`` that matches no installed plugin
+    (neither an entry-point name nor a distribution), listing the installed ones."""
+    known = {BUILTIN_NAME, "mnistkit"}  # always loaded: naming them is harmless
+    listed: list[str] = []
+    for ep in installed:
+        dist = ep.dist.name if ep.dist is not None else None
+        known.update(_normalise(n) for n in (ep.name, dist) if n)
+        entry = f"{ep.name} ({dist})" if dist else ep.name
+        if entry not in listed:
+            listed.append(entry)
+    choices = (f"installed: {', '.join(sorted(listed))}" if listed
+               else "no mnistkit plugins are installed")
+    for name in names:
+        if _normalise(name) not in known:
+            plugins.problems.append(PluginProblem(
+                name, LOAD_PLUGINS_ENV, f"matches no installed plugin; {choices}"))
 
 
 @functools.lru_cache(maxsize=1)

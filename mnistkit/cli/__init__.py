@@ -1,83 +1,84 @@
 """The ``mnistkit`` command line: thin Click commands over the library.
 
-Each module in :data:`COMMAND_MODULES` exposes ``COMMANDS``, a list of Click commands.
-Modules import only click at load time; numpy-heavy work, rich tables and
-matplotlib are imported inside the command functions so ``mnistkit --help`` is fast.
+This package module imports nothing but the standard library, so :func:`main` is
+running (and catching Ctrl-C) before click, pluggy, NumPy or any plugin is imported.
+The group itself lives in :mod:`mnistkit.cli.app`; ``build_cli`` and ``MnistkitGroup``
+are re-exported here on first use.
 """
 
 from __future__ import annotations
 
-import importlib
 import sys
-from typing import Any
-
-import click
-
-from mnistkit import __version__
-from mnistkit.errors import MnistkitError
-from mnistkit.plugins import Plugins, get_plugins
+from types import ModuleType  # already imported by Python's start-up: costs nothing
 
 EXIT_INTERRUPTED = 130
-COMMAND_MODULES = ("data_cmds", "listing", "train_cmds", "sweep_cmds", "runs_cmds", "gradcheck",
-                   "visualise")
-
-
-class MnistkitGroup(click.Group):
-    """A group that turns :class:`MnistkitError` into one line on stderr and an exit code."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except MnistkitError as exc:
-            error = click.ClickException(str(exc))
-            error.exit_code = exc.exit_code
-            raise error from None
-        except KeyboardInterrupt:  # Ctrl-C: the shell convention 128 + SIGINT, no traceback
-            click.echo("Interrupted.", err=True)
-            raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
-
-
-HELP = """Train and study small neural networks on MNIST with nothing but NumPy.
-
-\b
-Start here:
-  mnistkit inspect                    what the data is
-  mnistkit train --model twolayer     train the two-layer network
-  mnistkit test runs/<run>            evaluate a trained run
-"""
-
-
-def _add_builtin_commands(group: click.Group) -> None:
-    for module_name in COMMAND_MODULES:
-        module = importlib.import_module(f"mnistkit.cli.{module_name}")
-        for command in module.COMMANDS:
-            group.add_command(command)
-
-
-def build_cli(plugins: Plugins | None = None) -> click.Group:
-    """A fresh ``mnistkit`` group with built-in and plugin commands.
-
-    ``plugins`` defaults to the process-wide ones (built-ins plus entry points);
-    tests pass their own. Plugin problems are printed once per invocation.
-    """
-    if plugins is None:
-        plugins = get_plugins()
-
-    @click.group(cls=MnistkitGroup, help=HELP,
-                 context_settings={"help_option_names": ["-h", "--help"]},
-                 epilog="Run 'mnistkit COMMAND --help' for a command's options and an example.")
-    @click.version_option(__version__, "-V", "--version", prog_name="mnistkit")
-    @click.pass_context
-    def cli(ctx: click.Context) -> None:
-        ctx.obj = plugins
-        for problem in plugins.problems:
-            click.echo(problem.message(), err=True)
-
-    _add_builtin_commands(cli)
-    plugins.call_register_commands(cli)
-    return cli
+INTERRUPTED_MESSAGE = "Interrupted."
+_FROM_APP = ("build_cli", "MnistkitGroup", "COMMAND_MODULES", "HELP")
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point."""
-    build_cli().main(args=argv if argv is not None else sys.argv[1:], prog_name="mnistkit")
+    """Console-script entry point: run ``mnistkit ARGS``; Ctrl-C at any moment (while
+    importing, loading plugins, parsing or running) ends with ``Interrupted.`` and 130.
+
+    Once the command has finished, SIGINT is ignored: a late Ctrl-C cannot turn a
+    finished command into a traceback while the interpreter shuts down.
+    """
+    try:
+        import signal  # not at the top: even this import can be interrupted
+
+        _reraise_lost_interrupts(signal)
+        try:
+            from mnistkit.cli.app import build_cli
+
+            build_cli().main(args=argv if argv is not None else sys.argv[1:],
+                             prog_name="mnistkit")
+        finally:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except KeyboardInterrupt:
+        exit_interrupted()
+
+
+def _reraise_lost_interrupts(signal: ModuleType) -> None:
+    """A Ctrl-C landing in code that cannot raise (a weakref callback inside the import
+    system, a ``__del__``) would be printed as "Exception ignored ... KeyboardInterrupt"
+    and lost: signal it again, so it is raised where :func:`main` catches it."""
+    import _thread
+    import os
+
+    previous = sys.unraisablehook
+    main_thread, process = _thread.get_ident(), os.getpid()
+
+    def again() -> None:  # a real SIGINT to the main thread also wakes a sleep or a wait
+        if hasattr(signal, "pthread_kill") and os.getpid() == process:  # not a forked child
+            signal.pthread_kill(main_thread, signal.SIGINT)
+        else:
+            _thread.interrupt_main(signal.SIGINT)
+
+    def hook(unraisable: sys.UnraisableHookArgs) -> None:
+        if unraisable.exc_type is not None and issubclass(unraisable.exc_type,
+                                                          KeyboardInterrupt):
+            # From another thread, which runs once this one lets go of the GIL, i.e. after
+            # the hook: a signal sent from here would be handled, and lost, in the hook.
+            _thread.start_new_thread(again, ())
+            return
+        previous(unraisable)
+
+    sys.unraisablehook = hook
+
+
+def exit_interrupted() -> None:
+    """Print ``Interrupted.`` on stderr and exit with 130 (128 + SIGINT)."""
+    try:
+        sys.stderr.write(f"{INTERRUPTED_MESSAGE}\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):  # stderr closed or a broken pipe: the exit code still says it
+        pass
+    sys.exit(EXIT_INTERRUPTED)
+
+
+def __getattr__(name: str) -> object:
+    if name in _FROM_APP:
+        from mnistkit.cli import app
+
+        return getattr(app, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

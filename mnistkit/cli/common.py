@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +16,9 @@ from mnistkit.plugins import Plugins, get_plugins
 F = TypeVar("F", bound=Callable[..., Any])
 
 DATA_DIR_ENV = "MNISTKIT_DATA_DIR"
+#: Width of rich output that is not a terminal (a file, a pipe) and has no ``COLUMNS``:
+#: wide enough that nothing is wrapped or squeezed, so paths and tables stay whole.
+UNWRAPPED_WIDTH = 10_000
 
 
 def current_plugins() -> Plugins:
@@ -69,7 +73,29 @@ def _json_default(value: Any) -> Any:
 
 
 def console(stderr: bool = False) -> Any:
-    """A rich Console on stdout (or stderr), honouring NO_COLOR and non-terminals."""
+    """A rich Console on stdout (or stderr), honouring NO_COLOR and non-terminals.
+
+    On a terminal, output fits the terminal's real width. Written to a file or a pipe it
+    is not wrapped at all (rich would wrap at 80 columns): text is never soft-wrapped and
+    tables get ``COLUMNS`` if it is set, else :data:`UNWRAPPED_WIDTH`.
+    """
     from rich.console import Console
 
-    return Console(file=sys.stderr if stderr else sys.stdout, highlight=False)
+    stream = sys.stderr if stderr else sys.stdout
+    if _is_terminal(stream):
+        return Console(file=stream, highlight=False)
+    return Console(file=stream, highlight=False, soft_wrap=True,
+                   width=_columns() or UNWRAPPED_WIDTH)
+
+
+def _is_terminal(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):  # no isatty, or a closed file
+        return False
+
+
+def _columns() -> int | None:
+    """``COLUMNS`` when it holds a positive number."""
+    value = os.environ.get("COLUMNS", "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else None

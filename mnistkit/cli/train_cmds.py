@@ -327,24 +327,58 @@ def test_command(run_path: Path, split: str, which: str, data_dir: Path | None,
       mnistkit test runs/my-run --split val --json
     """
     from mnistkit.evaluation import evaluate
-    from mnistkit.runs import split_train_val
+    from mnistkit.run_folder import read_record
 
+    _check_split_exists(run_path, read_record(run_path)["training"], split)  # before loading
     loaded, dataset = _load_run_for_cli(run_path, data_dir, which)
-    t = loaded.record["training"]
-    if split == "test":
-        images, labels = dataset.test.images, dataset.test.labels
-    else:
-        train, val = split_train_val(dataset.train, t["val_size"], t["limit"])
-        images, labels = (val if split == "val" else train).images, (
-            val if split == "val" else train).labels
+    part = _split_to_test(run_path, dataset, loaded.record["training"], split)
     with _limit_threads(threads):
-        result = evaluate(loaded.model, images, labels, dataset.n_classes, loaded.pixel_scale)
-    summary = {"run": str(run_path), "split": split, "params": which, "images": len(labels),
+        result = evaluate(loaded.model, part.images, part.labels, dataset.n_classes,
+                          loaded.pixel_scale)
+    summary = {"run": str(run_path), "split": split, "params": which, "images": len(part),
                **result.to_dict(dataset.class_names)}
     if as_json:
         print_json(summary)
         return
     _render_evaluation(summary, dataset.class_names)
+
+
+def _check_split_exists(run_path: Path, training: dict[str, Any], split: str) -> None:
+    """Refuse ``--split val`` of a run that held out no validation images."""
+    from mnistkit.errors import OptionsError
+
+    if split == "val" and not training.get("val_size"):
+        raise OptionsError(f"{run_path} has no validation images (it was trained with "
+                           f"--val-size 0); use --split test or --split train")
+
+
+def _split_to_test(run_path: Path, dataset: Any, training: dict[str, Any], split: str) -> Any:
+    """The images ``mnistkit test`` evaluates: the test split, or the run's own train/val
+    parts of the training images. Refuses an empty selection and a dataset that no
+    longer holds the run's split (another ``--data-dir``)."""
+    from mnistkit.errors import DataError, OptionsError, RunError
+    from mnistkit.runs import split_train_val
+
+    if split == "test":
+        part = dataset.test
+    elif len(dataset.train) == 0:
+        part = dataset.train
+    else:
+        val_size, limit = training["val_size"], training["limit"]
+        try:
+            train, val = split_train_val(dataset.train, val_size, limit)
+        except OptionsError:
+            used = f" and trained on {limit}" if limit is not None else ""
+            raise RunError(
+                f"{run_path} held out {val_size} validation images{used}, but dataset "
+                f"{dataset.name!r} now has only {len(dataset.train)} training images; use the "
+                f"run's data (--data-dir) or --split test") from None
+        part = val if split == "val" else train
+    if len(part) == 0:
+        kind = "test" if split == "test" else "training"
+        raise DataError(f"dataset {dataset.name!r} has no {kind} images: nothing to evaluate "
+                        f"with --split {split}")
+    return part
 
 
 def _render_evaluation(summary: dict[str, Any], class_names: tuple[str, ...]) -> None:
