@@ -18,7 +18,8 @@ from mnistkit.errors import MnistkitError
 from mnistkit.plugins import Plugins, get_plugins
 
 EXIT_INTERRUPTED = 130
-COMMAND_MODULES = ("data_cmds", "listing", "train_cmds", "sweep_cmds", "runs_cmds", "gradcheck",
+COMMAND_MODULES = ("data_cmds", "listing", "train_cmds", "predict_cmd", "sweep_cmds",
+                   "runs_cmds", "gradcheck",
                    "visualise")
 
 
