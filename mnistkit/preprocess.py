@@ -86,11 +86,19 @@ def load_image(path: str | Path) -> np.ndarray:
     decoder fails on (truncated, corrupt, a decompression bomb, an oversized text or ICC
     chunk) raises :class:`DataError` naming ``path``.
     """
+    from PIL import Image, UnidentifiedImageError
+
     try:
         with _open_regular_file(path) as handle:
             return _decode(handle, path)
     except DataError:
         raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise DataError(f"{path}: too many pixels for a digit picture: refused before "
+                        f"decoding ({_describe(exc)})") from None
+    except UnidentifiedImageError:
+        raise DataError(f"{path}: not a readable image (not a picture format Pillow "
+                        f"knows, or damaged at the start)") from None
     except FileNotFoundError:
         raise DataError(f"{path}: no such image file") from None
     except PermissionError:
@@ -149,8 +157,8 @@ def _check_size(size: tuple[int, int], path: str | Path) -> None:
         raise DataError(f"{path}: the picture has no pixels ({width}x{height})")
     if width * height > MAX_PIXELS:
         raise DataError(f"{path}: {width}x{height} pixels ({width * height / 1e6:.0f} Mpixel) is "
-                        f"more than the {MAX_PIXELS / 1e6:.0f} Mpixel allowed; refused before "
-                        f"decoding (reduce the picture)")
+                        f"more than the {MAX_PIXELS / 1e6:.0f} Mpixel allowed for a digit "
+                        f"picture: refused before decoding (reduce the picture)")
 
 
 def _reduction(size: tuple[int, int]) -> int:
