@@ -34,6 +34,8 @@ MAX_SIDE = 1024
 WORK_SIDE = 512
 #: Below this contrast (grey levels between ink and background) a picture is blank.
 MIN_CONTRAST = 20.0
+#: The digit's ink covers at least this fraction of the picture (and 6 pixels).
+MIN_INK = 0.0002
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R 601-2, as Pillow's convert("L")
 _FILE_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe (FIFO)"),
                (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
@@ -147,8 +149,16 @@ def _decode(handle: Any, path: str | Path) -> np.ndarray:
             if factor > 1 and image.format == "JPEG":
                 image.draft(image.mode, (image.size[0] // factor, image.size[1] // factor))
             image.load()
-            oriented = ImageOps.exif_transpose(image)
-            return _to_grey(oriented)
+            return _to_grey(_upright(image, ImageOps))
+
+
+def _upright(image: Any, image_ops: Any) -> Any:
+    """``image`` turned as its EXIF orientation says; as stored if the EXIF is damaged
+    (the orientation is a hint, the pixels are what matters)."""
+    try:
+        return image_ops.exif_transpose(image)
+    except Exception:  # noqa: BLE001 - malformed EXIF of any kind
+        return image
 
 
 def _check_size(size: tuple[int, int], path: str | Path) -> None:
@@ -172,7 +182,12 @@ _TO_RGB = {"1": "L", "CMYK": "RGB", "YCbCr": "RGB", "LAB": "RGB", "HSV": "RGB",
 def _to_grey(image: Any) -> np.ndarray:
     """Greyscale uint8 of a decoded Pillow image of any mode, reduced, alpha composited."""
     if image.mode.startswith("I") or image.mode == "F":
-        return _block_mean(_scale_deep(np.asarray(image)), _reduction(image.size)).astype(np.uint8)
+        values = np.asarray(image)
+        if values.dtype.kind == "f":
+            values = np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
+        low, high = float(values.min()), float(values.max())
+        reduced = _block_mean(values, _reduction(image.size))
+        return np.clip(np.rint(_scale_deep(reduced, low, high)), 0, 255).astype(np.uint8)
     mode = _TO_RGB.get(image.mode, image.mode)
     if "transparency" in image.info and mode in ("P", "L", "RGB"):
         mode = "LA" if mode == "L" else "RGBA"
@@ -197,19 +212,15 @@ def _to_grey(image: Any) -> np.ndarray:
     return np.clip(np.rint(grey), 0, 255).astype(np.uint8)
 
 
-def _scale_deep(values: np.ndarray) -> np.ndarray:
-    """Scale 16/32-bit integer or float pixels to 0..255 by their bit depth (no clipping)."""
-    values = values.astype(np.float64)
-    low, high = float(values.min()), float(values.max())
-    if values.dtype.kind == "f" and not np.isfinite([low, high]).all():
-        values = np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
-        low, high = float(values.min()), float(values.max())
+def _scale_deep(values: np.ndarray, low: float, high: float) -> np.ndarray:
+    """Scale 16/32-bit integer or float pixels (whose range is ``low..high``) to 0..255
+    by their bit depth, not clipping them: 16-bit white is 65535, not 255."""
     if low >= 0 and high <= 1.0:  # float pictures in 0..1 (also all-zero pictures)
-        return values * 255.0
+        return values * np.float32(255.0)
     if low >= 0:
         bits = next(b for b in (8, 16, 32, 64) if high <= 2.0 ** b - 1)
-        return values * (255.0 / (2.0 ** bits - 1))
-    return (values - low) * (255.0 / (high - low))  # negative values: stretch the range
+        return values * np.float32(255.0 / (2.0 ** bits - 1))
+    return (values - np.float32(low)) * np.float32(255.0 / (high - low))  # negatives: stretch
 
 
 def composite(grey: np.ndarray, alpha: np.ndarray) -> np.ndarray:
@@ -357,17 +368,22 @@ def _choose_digit(labels: np.ndarray, ink: np.ndarray) -> tuple[np.ndarray, list
     contact = np.bincount(np.searchsorted(names, labels[ink & edge]), minlength=len(names))
     perimeter = int(edge.sum())
     frame = (contact >= 0.15 * perimeter) | ((contact > 0) & (area >= 0.25 * ink.size))
-    notes: list[str] = []
     if frame.all():
-        notes.append(f"the ink touches {contact.sum() / perimeter:.0%} of the picture's edges "
-                     f"(a border, or a digit cut off?)")
-        frame[:] = False
+        if contact.sum() >= 0.3 * perimeter:  # a border and nothing inside
+            raise DataError(f"no digit found: the ink runs along {contact.sum() / perimeter:.0%} "
+                            f"of the picture's edges (a border with nothing inside, or not "
+                            f"a digit)")
+        frame[:] = False  # ink at the edges only: keep it (the doubts below say so)
     keep = ~frame
-    keep &= area >= 0.02 * area[keep].max()  # specks: dust, JPEG noise
+    largest = area[keep].max()
+    if largest < max(MIN_INK * ink.size, 6):
+        raise DataError("the image is blank: no digit found" + (
+            " inside the border" if frame.any() else f" (the largest mark has {largest} "
+                                                     f"pixels)"))
+    keep &= area >= 0.02 * largest  # specks: dust, JPEG noise
     kept = np.zeros(ink.shape, bool)
     kept[ink] = keep[inverse]
-    notes += _doubts(kept, keep, inverse, ink, contact, area)
-    return kept, notes
+    return kept, _doubts(kept, keep, inverse, ink, contact, area)
 
 
 def _doubts(kept: np.ndarray, keep: np.ndarray, inverse: np.ndarray, ink: np.ndarray,

@@ -372,6 +372,22 @@ def test_a_dark_border_around_the_paper_is_not_taken_for_ink(border, seven):
     assert digit.warnings == ()
 
 
+def test_a_blank_sheet_in_a_dark_border_is_blank(seven):
+    with pytest.raises(DataError, match="no digit found: the ink runs along 100% of the "
+                                        "picture's edges"):
+        mnistify(photo(np.zeros_like(seven), "all"))
+    with pytest.raises(DataError, match="no digit found: the ink runs along 33% of"):
+        mnistify(photo(np.zeros_like(seven), "bottom"))
+    dusty = photo(np.zeros_like(seven), "all")
+    dusty[150:152, 120:122] = 30  # one speck of dust on the sheet
+    with pytest.raises(DataError, match="blank: no digit found inside the border"):
+        mnistify(dusty)
+    dust = 255 - big(np.zeros_like(seven))
+    dust[50:52, 60:62] = 0  # one speck of 4 pixels on 112x112 paper
+    with pytest.raises(DataError, match="blank"):
+        mnistify(dust)
+
+
 def test_the_old_border_mistake_is_gone(seven):
     # the old preprocessing took the median of the border (dark) as the background and
     # the paper as ink: the result was a filled rectangle
@@ -385,7 +401,8 @@ def test_pictures_that_do_not_look_like_one_digit_are_warned_about(seven):
     cut = on_paper(seven)[40:, :]  # the top of the 7 cut off by the edge
     assert any("touches the edge" in w for w in mnistify_digit(cut).warnings)
     checks = np.kron(np.indices((6, 6)).sum(axis=0) % 2, np.ones((20, 20))) * 255
-    assert mnistify_digit(checks.astype(np.uint8)).warnings
+    with pytest.raises(DataError, match="no digit found: the ink runs along"):
+        mnistify_digit(checks.astype(np.uint8))
     assert mnistify_digit(on_paper(seven)).warnings == ()
 
 
