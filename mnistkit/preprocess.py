@@ -267,12 +267,11 @@ def mnistify_digit(grey: np.ndarray) -> Digit:
     strength, ink = _ink(img)
     labels = _components(ink)
     kept, notes = _choose_digit(labels, ink)
-    near = _dilate(kept)
-    strength = np.where(near, strength, 0.0)
-    reference = float(np.percentile(strength[kept], 95))
-    strength = np.clip(strength * (255.0 / reference), 0, 255)
-    rows, cols = np.flatnonzero(kept.any(axis=1)), np.flatnonzero(kept.any(axis=0))
-    crop = strength[max(rows[0] - 1, 0):rows[-1] + 2, max(cols[0] - 1, 0):cols[-1] + 2]
+    strength = np.where(_dilate(_dilate(kept)), strength, 0.0)  # the strokes' soft edges
+    strength *= 255.0 / float(strength[kept].max())
+    seen = strength > 0.2 * 255.0
+    rows, cols = np.flatnonzero(seen.any(axis=1)), np.flatnonzero(seen.any(axis=0))
+    crop = strength[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
     return Digit(_fit_and_centre(crop), tuple(notes))
 
 
