@@ -44,19 +44,13 @@ def predict_command(run_path: Path, images: tuple[Path, ...], top: int, show_inp
     loaded, dataset = _load_for_predict(run_path, data_dir)
     prepared = prepare_images(images)
     results = _classify(loaded, dataset, prepared, top)
-    for item in prepared:
-        if item.error is not None:
-            click.echo(f"Error: {item.message}", err=True)
-        else:
-            for note in item.digit.warnings:
-                click.echo(f"warning: {item.path}: does not look like one digit: {note}",
-                           err=True)
     if save_input is not None:
         _save_inputs(prepared, save_input)
+    _print_results(results, None if as_json else console())
     if as_json:
         print_json(results)
-    else:
-        _print_results(results, prepared if show_input else [])
+    elif show_input:
+        _show_inputs([item for item in prepared if item.error is None])
     if any(item.error is not None for item in prepared):
         raise click.exceptions.Exit(1)
 
@@ -112,27 +106,39 @@ def _classify(loaded: Any, dataset: Any, prepared: list[Any], top: int) -> list[
     return results
 
 
-def _print_results(results: list[dict[str, Any]], shown: list[Any]) -> None:
-    out = console()
+def _print_results(results: list[dict[str, Any]], out: Any) -> None:
+    """In the order given: each error (and warning) on stderr, each result on ``out``
+    (None for ``--json``, which prints them all at the end)."""
     for result in results:
         if "error" in result:
+            click.echo(f"Error: {result['image']}: {result['error']}", err=True)
             continue
-        guesses = ", ".join(f"[bold]{g['class']}[/] {g['probability']:.1%}" if k == 0 else
-                            f"{g['class']} {g['probability']:.1%}"
-                            for k, g in enumerate(result["top"]))
-        out.print(f"{result['image']}: {guesses}")
-    good = [item for item in shown if item.error is None]
-    if good:
-        import numpy as np
-        from rich.text import Text
+        if out is not None:
+            guesses = ", ".join(f"[bold]{g['class']}[/] {g['probability']:.1%}" if k == 0 else
+                                f"{g['class']} {g['probability']:.1%}"
+                                for k, g in enumerate(result["top"]))
+            out.print(f"{result['image']}: {guesses}")
+            out.file.flush()
+        for note in result["warnings"]:
+            click.echo(f"warning: {result['image']}: does not look like one digit: {note}",
+                       err=True)
 
-        from mnistkit.terminal import digits_grid
 
-        out.print(Text("What the model saw (28x28):", style="bold"))
-        lines = digits_grid(np.stack([g.digit.image for g in good]),
-                            [Path(g.path).name for g in good], width=out.width, crop=False)
-        for line in lines:
-            out.print(Text(line), no_wrap=True, overflow="ignore", crop=False)
+def _show_inputs(good: list[Any]) -> None:
+    """Print the 28x28 images the model saw, with block characters, under their names."""
+    if not good:
+        return
+    import numpy as np
+    from rich.text import Text
+
+    from mnistkit.terminal import digits_grid
+
+    out = console()
+    out.print(Text("What the model saw (28x28):", style="bold"))
+    lines = digits_grid(np.stack([g.digit.image for g in good]),
+                        [Path(g.path).name for g in good], width=out.width, crop=False)
+    for line in lines:
+        out.print(Text(line), no_wrap=True, overflow="ignore", crop=False)
 
 
 def _save_inputs(prepared: list[Any], folder: Path) -> None:
