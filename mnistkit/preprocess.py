@@ -214,11 +214,12 @@ def _to_grey(image: Any) -> np.ndarray:
 
 def _scale_deep(values: np.ndarray, low: float, high: float) -> np.ndarray:
     """Scale 16/32-bit integer or float pixels (whose range is ``low..high``) to 0..255
-    by their bit depth, not clipping them: 16-bit white is 65535, not 255."""
+    by their bit depth, not clipping them: 16-bit white is 65535, not 255. The depth is
+    the smallest common one holding ``high`` (12-bit data in a 16-bit file is 12-bit)."""
     if low >= 0 and high <= 1.0:  # float pictures in 0..1 (also all-zero pictures)
         return values * np.float32(255.0)
     if low >= 0:
-        bits = next(b for b in (8, 16, 32, 64) if high <= 2.0 ** b - 1)
+        bits = next(b for b in (8, 10, 12, 14, 16, 24, 32, 64) if high <= 2.0 ** b - 1)
         return values * np.float32(255.0 / (2.0 ** bits - 1))
     return (values - np.float32(low)) * np.float32(255.0 / (high - low))  # negatives: stretch
 

@@ -292,14 +292,18 @@ def _through_png(image: Image.Image, **kwargs) -> np.ndarray:
         return load_image(path)
 
 
-@pytest.mark.parametrize("mode", ["I;16", "I", "F", "F-0..1"])
+@pytest.mark.parametrize("mode", ["I;16", "I;16-12bit", "I", "I-24bit", "F", "F-0..1"])
 def test_deep_pictures_are_scaled_by_their_depth_not_clipped(mode, seven):
     reference = mnistify(on_paper(seven))
     paper = on_paper(seven).astype(np.float64)
     if mode == "I;16":
         grey = _through_png(Image.fromarray((paper * 257).astype(np.uint16)))
+    elif mode == "I;16-12bit":  # a 12-bit camera or scanner in a 16-bit file
+        grey = _through_png(Image.fromarray((paper * 4095 / 255).astype(np.uint16)))
     elif mode == "I":
         grey = _to_grey_of(Image.fromarray((paper * 257).astype(np.int32)))
+    elif mode == "I-24bit":
+        grey = _to_grey_of(Image.fromarray((paper * 65793).astype(np.int32)))
     else:
         values = paper / 255.0 if mode == "F-0..1" else paper
         grey = _to_grey_of(Image.fromarray(values.astype(np.float32)))
