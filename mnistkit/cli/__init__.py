@@ -19,8 +19,7 @@ from mnistkit.plugins import Plugins, get_plugins
 
 EXIT_INTERRUPTED = 130
 COMMAND_MODULES = ("data_cmds", "listing", "train_cmds", "predict_cmd", "sweep_cmds",
-                   "runs_cmds", "gradcheck",
-                   "visualise")
+                   "runs_cmds", "gradcheck", "visualise")
 
 
 class MnistkitGroup(click.Group):
