@@ -63,14 +63,16 @@ def _load_for_predict(run_path: Path, data_dir: Path | None) -> tuple[Any, Any]:
 
     try:
         loaded, dataset = _load_run_for_cli(run_path, data_dir, "best")
-    except RunError:
-        _explain_other_data(run_path, data_dir, read_record(run_path))
+    except RunError as exc:
+        record = read_record(run_path)  # read once already: a damaged record failed above
+        _explain_other_data(run_path, data_dir, record, exc)
         raise
     require_digit_size(dataset.train.images.shape[1:], run_path)
     return loaded, dataset
 
 
-def _explain_other_data(run_path: Path, data_dir: Path | None, record: dict[str, Any]) -> None:
+def _explain_other_data(run_path: Path, data_dir: Path | None, record: dict[str, Any],
+                        exc: Exception) -> None:
     """Raise a clearer error when the run was trained on another copy of its dataset
     (for example 14x14 images given with --data-dir) than the one found now."""
     from mnistkit.cli.common import load_dataset_for_cli
@@ -78,9 +80,10 @@ def _explain_other_data(run_path: Path, data_dir: Path | None, record: dict[str,
 
     dataset = load_dataset_for_cli(record["dataset"]["name"], data_dir)
     if dataset.fingerprint() != record["dataset"].get("fingerprint"):
-        raise RunError(f"{run_path}: was trained on other data than {dataset.name} from "
-                       f"{dataset.source} (trained on {record['dataset'].get('source')}); its "
-                       f"model does not fit: predict needs a run trained on 28x28 images")
+        raise RunError(f"{run_path}: was trained on other data "
+                       f"({record['dataset'].get('source')}) than {dataset.name} from "
+                       f"{dataset.source}, and does not fit it ({exc}); predict needs a run "
+                       f"trained on 28x28 images") from None
 
 
 def _classify(loaded: Any, dataset: Any, prepared: list[Any], top: int) -> list[dict[str, Any]]:
