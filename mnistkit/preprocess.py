@@ -201,14 +201,11 @@ def _to_grey(image: Any) -> np.ndarray:
     pixels = np.asarray(image)
     if pixels.ndim == 2:
         return pixels.astype(np.uint8)
-    colour, alpha = pixels[..., :-1], None
-    if mode in ("LA", "RGBA"):
-        colour, alpha = pixels[..., :-1], pixels[..., -1]
-    else:
-        colour = pixels
+    has_alpha = mode in ("LA", "RGBA")
+    colour = pixels[..., :-1] if has_alpha else pixels
     grey = colour[..., 0].astype(np.float32) if colour.shape[-1] == 1 else colour @ _LUMA
-    if alpha is not None:
-        grey = composite(grey, alpha)
+    if has_alpha:
+        grey = composite(grey, pixels[..., -1])
     return np.clip(np.rint(grey), 0, 255).astype(np.uint8)
 
 

@@ -574,3 +574,20 @@ def test_require_digit_size():
     require_digit_size((28, 28), "r")
     with pytest.raises(RunError, match="trained on 14x14 images"):
         require_digit_size((14, 14), "r")
+
+
+def test_save_input_into_an_impossible_folder_is_one_line(run_dir, seven, tmp_path):
+    p = _pictures(tmp_path / "pics", seven)
+    (tmp_path / "a-file").write_text("x")
+    assert_one_line_error(invoke("predict", run_dir, p["good"], "--save-input",
+                                 tmp_path / "a-file" / "seen"),
+                          f"cannot write {tmp_path / 'a-file' / 'seen'}", exit_code=1)
+
+
+def test_help_does_not_import_pillow():
+    done = run_python("import sys; from mnistkit.cli import main\n"
+                      "try:\n    main(['predict', '--help'])\n"
+                      "except SystemExit:\n    pass\n"
+                      "print(sorted({'PIL', 'mnistkit.preprocess'} & set(sys.modules)))")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith("[]"), done.stdout
