@@ -101,10 +101,6 @@ def load_image(path: str | Path) -> np.ndarray:
     except UnidentifiedImageError:
         raise DataError(f"{path}: not a readable image (not a picture format Pillow "
                         f"knows, or damaged at the start)") from None
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such image file") from None
-    except PermissionError:
-        raise DataError(f"{path}: cannot read the image (permission denied)") from None
     except MemoryError:
         raise DataError(f"{path}: not enough memory to decode this picture") from None
     except Exception as exc:  # noqa: BLE001 - the decoder parses untrusted bytes
@@ -114,17 +110,23 @@ def load_image(path: str | Path) -> np.ndarray:
 def _open_regular_file(path: str | Path) -> Any:
     """Open ``path`` for reading, refusing folders, FIFOs, sockets and devices.
 
-    Opened with ``O_NONBLOCK`` and checked with ``fstat`` so a FIFO never blocks and a
-    file swapped after a check is still caught. (A local version of the check other
-    commands make; see ``mnistkit.files``.)
+    Opened with ``O_NONBLOCK`` and checked with ``fstat`` on the open descriptor, so a
+    FIFO never blocks and there is no gap between the check and the read. (A local
+    check, to be unified with the one of ``mnistkit.files`` when it lands.)
     """
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
-        mode = os.fstat(fd).st_mode
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such image file") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot open the image ({exc.strerror or exc})") from None
+    try:
+        info = os.fstat(fd)
         for is_kind, kind in _FILE_KINDS:
-            if is_kind(mode):
+            if is_kind(info.st_mode):
                 raise DataError(f"{path}: is {kind}, not an image file")
-        if os.fstat(fd).st_size == 0:
+        if info.st_size == 0:
             raise DataError(f"{path}: not a readable image (the file is empty)")
         return os.fdopen(fd, "rb")
     except BaseException:

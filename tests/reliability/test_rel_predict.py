@@ -15,7 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_one_line_error, invoke, run_python, subprocess_env
+from conftest import FUZZ, assert_one_line_error, invoke, run_python, subprocess_env, time_limit
+from hypothesis import given
+from hypothesis import strategies as st
 from PIL import Image, PngImagePlugin
 
 from mnistkit.data.idx import write_idx
@@ -205,6 +207,87 @@ def load_image_and_mnistify(path: Path) -> np.ndarray:
     if prepared.error is not None:
         raise DataError(prepared.message)
     return prepared.digit.image
+
+
+def _seed_files() -> list[bytes]:
+    import io
+
+    rng = np.random.default_rng(0)
+    pictures = []
+    for fmt, mode in (("PNG", "L"), ("PNG", "RGBA"), ("PNG", "P"), ("JPEG", "RGB"),
+                      ("GIF", "L"), ("TIFF", "I;16"), ("WEBP", "RGBA"), ("BMP", "RGB")):
+        picture = Image.fromarray(rng.integers(0, 256, (24, 24), dtype=np.uint8)).convert(
+            mode if mode != "I;16" else "I;16")
+        buffer = io.BytesIO()
+        picture.save(buffer, format=fmt)
+        pictures.append(buffer.getvalue())
+    return pictures
+
+
+SEEDS = _seed_files()
+
+
+@st.composite
+def mutated_picture(draw) -> bytes:
+    """A small valid picture of some format with bytes flipped, cut or inserted."""
+    data = bytearray(draw(st.sampled_from(SEEDS)))
+    for _ in range(draw(st.integers(1, 8))):
+        at = draw(st.integers(0, len(data) - 1))
+        action = draw(st.sampled_from(["flip", "cut", "insert", "max"]))
+        if action == "flip":
+            data[at] ^= draw(st.integers(1, 255))
+        elif action == "cut":
+            del data[at:]
+            if not data:
+                break
+        elif action == "insert":
+            data[at:at] = draw(st.binary(min_size=1, max_size=16))
+        else:
+            data[at] = 0xFF
+    return bytes(data)
+
+
+@FUZZ
+@given(blob=mutated_picture())
+def test_fuzzed_picture_files_give_a_digit_or_one_error(tmp_path_factory, blob):
+    """Mutated PNG, JPEG, GIF, TIFF, WebP and BMP files: a 28x28 digit or one error line
+    naming the file; never another exception, never a hang."""
+    path = tmp_path_factory.mktemp("fuzz", numbered=True) / "picture.png"
+    path.write_bytes(blob)
+    with time_limit(20):
+        [prepared] = prepare_images([path])
+    if prepared.error is None:
+        assert prepared.digit.image.shape == (28, 28)
+    else:
+        assert "\n" not in prepared.message and prepared.message.startswith(f"{path}: ")
+
+
+@FUZZ
+@given(height=st.integers(1, 70), width=st.integers(1, 70), seed=st.integers(0, 2**32 - 1),
+       kind=st.sampled_from(["constant", "noise", "binary", "gradient", "block", "dots"]))
+def test_fuzzed_arrays_give_a_digit_or_a_data_error(height, width, seed, kind):
+    rng = np.random.default_rng(seed)
+    shape = (height, width)
+    if kind == "constant":
+        grey = np.full(shape, rng.integers(0, 256))
+    elif kind == "noise":
+        grey = rng.integers(0, 256, shape)
+    elif kind == "binary":
+        grey = (rng.random(shape) < rng.random()) * 255
+    elif kind == "gradient":
+        grey = np.linspace(0, 255, height * width).reshape(shape)
+    elif kind == "block":
+        grey = np.full(shape, 255)
+        y, x = rng.integers(0, height), rng.integers(0, width)
+        grey[y:y + rng.integers(1, height + 1), x:x + rng.integers(1, width + 1)] = 0
+    else:
+        grey = (rng.random(shape) < 0.02) * 255
+    try:
+        digit = mnistify_digit(grey.astype(np.uint8))
+    except DataError as exc:
+        assert "\n" not in str(exc)
+    else:
+        assert digit.image.shape == (28, 28) and digit.image.dtype == np.uint8
 
 
 def test_the_pixel_limit_is_checked_from_the_header_before_decoding(tmp_path, monkeypatch):
