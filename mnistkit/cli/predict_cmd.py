@@ -18,7 +18,8 @@ from mnistkit.cli.train_cmds import _load_run_for_cli
 @click.option("--top", type=click.IntRange(1, 10), default=3, show_default=True,
               help="How many classes to show per image.")
 @click.option("--show-input", is_flag=True,
-              help="Print the 28x28 image the model saw for each picture (block characters).")
+              help="Print the 28x28 image the model saw for each picture (block characters; "
+                   "not with --json: use --save-input).")
 @click.option("--save-input", type=click.Path(file_okay=False, path_type=Path), default=None,
               metavar="DIR", help="Save the 28x28 image the model saw as DIR/<picture>.png.")
 @click.option("--data-dir", type=click.Path(path_type=Path), envvar="MNISTKIT_DATA_DIR",
