@@ -17,8 +17,8 @@ from mnistkit.cli import EXIT_INTERRUPTED, INTERRUPTED_MESSAGE
 from mnistkit.errors import MnistkitError
 from mnistkit.plugins import Plugins, get_plugins
 
-COMMAND_MODULES = ("data_cmds", "listing", "train_cmds", "sweep_cmds", "runs_cmds", "gradcheck",
-                   "visualise")
+COMMAND_MODULES = ("data_cmds", "listing", "train_cmds", "predict_cmd", "sweep_cmds",
+                   "runs_cmds", "gradcheck", "visualise")
 
 
 class MnistkitGroup(click.Group):

@@ -1,4 +1,4 @@
-"""Commands that train and use models: train, test, predict."""
+"""Commands that train and evaluate models: train, test (predict is in predict_cmd)."""
 
 from __future__ import annotations
 
@@ -406,49 +406,4 @@ def _render_evaluation(summary: dict[str, Any], class_names: tuple[str, ...]) ->
     out.print(matrix)
 
 
-@click.command("predict", short_help="Classify your own digit pictures with a trained run.")
-@click.argument("run_path", metavar="RUN", type=click.Path(path_type=Path))
-@click.argument("images", metavar="IMAGE...", nargs=-1, required=True,
-                type=click.Path(path_type=Path))
-@click.option("--top", type=click.IntRange(1, 10), default=3, show_default=True,
-              help="How many classes to show per image.")
-@click.option("--data-dir", type=click.Path(path_type=Path), envvar="MNISTKIT_DATA_DIR",
-              default=None, help="Folder with the run's dataset, if not the default.")
-@json_option
-def predict_command(run_path: Path, images: tuple[Path, ...], top: int,
-                    data_dir: Path | None, as_json: bool) -> None:
-    """Classify your own digit pictures (PNG, JPEG...) with a trained run.
-
-    Each picture is turned greyscale, inverted if its background is light,
-    fitted into a 20x20 box and centred by mass in 28x28, like MNIST.
-
-    \b
-    Example:
-      mnistkit predict runs/my-run my-seven.png another.jpg
-    """
-    import numpy as np
-
-    from mnistkit.evaluation import predict_scores
-    from mnistkit.models.base import softmax
-    from mnistkit.preprocess import load_image, mnistify
-
-    loaded, dataset = _load_run_for_cli(run_path, data_dir, "best")
-    batch = np.stack([mnistify(load_image(path)) for path in images])
-    probs = softmax(predict_scores(loaded.model, batch, loaded.pixel_scale))
-    results = []
-    for path, row in zip(images, probs, strict=True):
-        best = np.argsort(row)[::-1][:top]
-        results.append({"image": str(path), "top": [
-            {"class": dataset.class_names[i], "probability": float(row[i])} for i in best]})
-    if as_json:
-        print_json(results)
-        return
-    out = console()
-    for result in results:
-        guesses = ", ".join(f"[bold]{g['class']}[/] {g['probability']:.1%}" if k == 0 else
-                            f"{g['class']} {g['probability']:.1%}"
-                            for k, g in enumerate(result["top"]))
-        out.print(f"{result['image']}: {guesses}")
-
-
-COMMANDS = [train_command, test_command, predict_command]
+COMMANDS = [train_command, test_command]
