@@ -12,20 +12,32 @@ from pathlib import Path
 import numpy as np
 
 from mnistkit.errors import DataError
+from mnistkit.files import open_regular_file
 
 BOX, SIZE = 20, 28
+#: A digit picture is kilobytes; larger files are refused before they are opened.
+MAX_IMAGE_BYTES = 64 << 20
 
 
 def load_image(path: str | Path) -> np.ndarray:
     """Read a PNG/JPEG (or anything Pillow reads) as a greyscale uint8 array."""
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("L"), dtype=np.uint8)
+        with open_regular_file(path, "an image", max_bytes=MAX_IMAGE_BYTES) as handle, \
+                warnings.catch_warnings():
+            # Pillow only warns below twice its pixel limit: refuse those bombs too.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(handle) as image:
+                return np.asarray(image.convert("L"), dtype=np.uint8)
     except FileNotFoundError:
         raise DataError(f"{path}: no such image file") from None
-    except (UnidentifiedImageError, OSError) as exc:
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+        raise DataError(f"{path}: refused: too many pixels for a digit picture ({exc})") \
+            from None
+    except (UnidentifiedImageError, OSError, MemoryError) as exc:
         raise DataError(f"{path}: not a readable image ({exc})") from None
 
 
