@@ -141,6 +141,13 @@ def read_record(path: str | Path) -> dict[str, Any]:
         raise RunError(f"{file}: unreadable (nested too deeply)") from None
     except (OSError, ValueError) as exc:
         raise RunError(f"{file}: unreadable ({exc})") from None
+    try:
+        return _checked_record(file, record)
+    except RecursionError:  # deep, but not too deep for the parser: too deep to check
+        raise RunError(f"{file}: unreadable (nested too deeply)") from None
+
+
+def _checked_record(file: Path, record: Any) -> dict[str, Any]:
     if not isinstance(record, dict):
         raise RunError(f"{file}: expected a JSON object")
     problem = _number_problem(record, ())
