@@ -363,7 +363,7 @@ def test_sizes_that_cannot_fit_are_one_line_before_allocating(args, message, tmp
 
 def test_a_plugin_model_too_big_for_its_estimate(tmp_path, data_dir):
     pytest.importorskip("mnistkit_mlp")
-    proc = cli("train", "--model", "mlp", "-m", "layers=3000000,3000000", "--data-dir",
+    proc = cli("train", "--model", "mlp", "-m", "layers=3000000,3000000", "--val-size", "100", "--data-dir",
                data_dir, "--out", tmp_path / "r")
     assert_cli_error(proc, "training model 'mlp'", "needs about", exit_code=2)
 
