@@ -65,7 +65,7 @@ def load_checkpoint(path: str | Path, expected_params: Mapping[str, Any] | None 
     """
     path = Path(path)
     try:
-        handle = open_regular_file(path, "checkpoint (.npz)", error=RunError)
+        handle = open_regular_file(path, "a checkpoint (.npz)", error=RunError)
     except FileNotFoundError:
         raise RunError(f"{path}: checkpoint file not found") from None
     except OSError as exc:
