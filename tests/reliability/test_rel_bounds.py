@@ -363,8 +363,8 @@ def test_sizes_that_cannot_fit_are_one_line_before_allocating(args, message, tmp
 
 def test_a_plugin_model_too_big_for_its_estimate(tmp_path, data_dir):
     pytest.importorskip("mnistkit_mlp")
-    proc = cli("train", "--model", "mlp", "-m", "layers=3000000,3000000", "--val-size", "100", "--data-dir",
-               data_dir, "--out", tmp_path / "r")
+    proc = cli("train", "--model", "mlp", "-m", "layers=3000000,3000000", "--val-size", "100",
+               "--data-dir", data_dir, "--out", tmp_path / "r")
     assert_cli_error(proc, "training model 'mlp'", "needs about", exit_code=2)
 
 
@@ -531,3 +531,24 @@ def test_predict_refuses_an_image_too_large_unread(run_copy, tmp_path, data_dir)
     assert_cli_error(cli("predict", run_copy, image, "--data-dir", data_dir),
                      "too large for an image", exit_code=1)
     assert time.perf_counter() - start < 30
+
+
+def _model_classes():
+    from mnistkit.models.softmax import SoftmaxClassifier, SoftmaxOptions
+    from mnistkit.models.twolayer import TwoLayerNet, TwoLayerOptions
+
+    classes = [(TwoLayerNet, TwoLayerOptions(hidden_size=37)), (SoftmaxClassifier,
+                                                                SoftmaxOptions())]
+    try:
+        from mnistkit_mlp.model import MLP, MLPOptions
+    except ImportError:
+        return classes
+    return [*classes, (MLP, MLPOptions(layers=(33, 17)))]
+
+
+@pytest.mark.parametrize("factory, options", _model_classes())
+def test_estimates_count_the_parameters_exactly(factory, options):
+    estimate = factory.estimate_memory(options, n_inputs=784, n_classes=10, batch_size=64)
+    model = factory(options, np.random.default_rng(0), 784, 10)
+    assert estimate["params"] == sum(p.nbytes for p in model.params.values())
+    assert estimate["work"] >= estimate["params"]
