@@ -125,7 +125,8 @@ def open_regular_file(path: str | Path, what: str = "file", *, max_bytes: int | 
     in between the two checks cannot make the open hang either.
     """
     require_regular_file(path, what, max_bytes=max_bytes, error=error)
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+    fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0))
     try:
         _check_stat(path, os.fstat(fd), what, max_bytes, error)
         os.set_blocking(fd, True)
