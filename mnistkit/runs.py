@@ -214,7 +214,7 @@ class Run:
     def _restore(self, path: Path) -> None:
         """Load ``last.npz`` into the model, optimizer and trainer (under the lock)."""
         remove_stale_temporaries(path)
-        groups = load_checkpoint(path / LAST_NPZ, expected_params=run.model.params)
+        groups = load_checkpoint(path / LAST_NPZ, expected_params=self.model.params)
         for group in ("params", "optimizer", "trainer"):
             groups.setdefault(group, {})
         check_params(path / LAST_NPZ, groups["params"], self.model.params)
