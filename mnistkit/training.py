@@ -286,9 +286,9 @@ def _check_sizes(config: TrainConfig, steps: int, n_train: int) -> None:
     if config.sampling == "shuffle":
         indices = max(indices, n_train)
     needed = indices * _ORDER_BYTES + config.epochs * steps * _LOSS_BYTES
-    check_fits(needed, f"--steps-per-epoch {steps} with --batch-size {config.batch_size} "
-               f"and --epochs {config.epochs} (a batch order of {indices} images and "
-               f"{config.epochs * steps} step losses)", "; ask for fewer steps")
+    check_fits(needed, f"--epochs {config.epochs} x --steps-per-epoch {steps} x --batch-size "
+               f"{config.batch_size} (a batch order of {indices} images and "
+               f"{config.epochs * steps} step losses)", "; ask for fewer steps or epochs")
 
 
 def _all_finite(arrays: dict[str, np.ndarray]) -> bool:
