@@ -13,8 +13,6 @@ from typing import IO, BinaryIO
 
 from mnistkit.errors import DataError, MnistkitError
 
-from mnistkit.errors import DataError
-
 CACHE_DIR_ENV = "MNISTKIT_CACHE_DIR"
 
 
