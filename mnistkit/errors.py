@@ -21,6 +21,11 @@ class OptionsError(MnistkitError):
     exit_code = 2
 
 
+class MemoryLimitError(OptionsError):
+    """A size the user asked for (model options, steps per epoch) needs more memory than
+    the machine has available; refused before allocating."""
+
+
 class UnknownNameError(MnistkitError):
     """A model, optimizer or dataset name that no installed plugin registers."""
 

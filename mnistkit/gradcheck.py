@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from mnistkit.errors import PluginError
+from mnistkit.memory import check_model_fits, memory_errors
 
 DEFAULT_THRESHOLD = 1e-6
 DEFAULT_STEP = 1e-5
@@ -216,6 +217,20 @@ def _check_contract(params: dict[str, np.ndarray], grads: Any, loss: float) -> N
                 "compute in the dtype of model.params (no hard-coded float32)")
     if not np.isfinite(loss):
         raise GradientCheckError(f"the loss is not finite ({loss!r})")
+
+
+def build_for_gradcheck(entry: Any, options: Any, rng: np.random.Generator, n_inputs: int,
+                        n_classes: int, batch: int) -> Any:
+    """Build the model of the registry ``entry`` for :func:`check_gradients`, refusing
+    first, with :class:`~mnistkit.errors.MemoryLimitError`, one whose memory estimate
+    does not fit: the float32 parameters, their float64 copies and analytic gradients,
+    and the model's work buffers in float64. A model without an estimate that runs out
+    of memory while being built is the same one-line error.
+    """
+    check_model_fits(entry, options, n_inputs, n_classes, batch, params_copies=5,
+                     work_factor=2, action="checking the gradients of")
+    with memory_errors(f"model {entry.name!r} could not be built"):
+        return entry.factory(options, rng, n_inputs, n_classes)
 
 
 def random_batch(batch: int, n_inputs: int = 784, n_classes: int = 10,

@@ -12,6 +12,7 @@ of strings, and ``tuple[int, ...]`` (written ``512,256`` on the command line).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import math
@@ -107,6 +108,8 @@ def convert_value(tp: Any, text: Any, name: str, owner: str) -> Any:
                 raise ValueError
             if isinstance(text, int):
                 return text
+            with contextlib.suppress(ValueError):  # exact, even beyond float precision
+                return int(str(text).strip())
             value = float(str(text))
             if not value.is_integer():
                 raise ValueError
@@ -125,7 +128,7 @@ def convert_value(tp: Any, text: Any, name: str, owner: str) -> Any:
                 return tuple(int(v) for v in text)
             parts = [p for p in str(text).replace(" ", "").split(",") if p]
             return tuple(int(p) for p in parts)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise OptionsError(f"{where} must be {_article(_type_name(tp))}; got {text!r}") from None
     raise OptionsError(f"{where} has an unsupported type {tp!r}")
 

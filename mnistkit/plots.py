@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mnistkit.errors import MnistkitError, RunError
-from mnistkit.files import atomic_write
+from mnistkit.files import atomic_write, read_bounded
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -34,6 +34,7 @@ DIGIT_CMAP = "gray_r"
 HEATMAP_CMAP = "viridis"
 FIGURE_FORMATS = ("png", "svg", "pdf")
 HISTORY_PNG = "history.png"  # written into every finished run folder by ``mnistkit train``
+MAX_STEPS_CSV_BYTES = 1 << 30  # about 25 million steps; larger is refused before reading
 
 
 def sample_grid(images: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
@@ -224,7 +225,8 @@ def read_step_losses(run_dir: str | Path) -> np.ndarray:
 
     path = Path(run_dir) / STEPS_CSV
     try:
-        lines = path.read_text().splitlines()
+        lines = read_bounded(path, MAX_STEPS_CSV_BYTES, "a step log (steps.csv)",
+                             error=RunError).decode().splitlines()
     except FileNotFoundError:
         raise RunError(f"{run_dir}: no {STEPS_CSV} (not a run folder, or not trained yet)") \
             from None

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,10 @@ import numpy as np
 from mnistkit import __version__
 from mnistkit.checkpoint import check_params, load_checkpoint
 from mnistkit.data.dataset import Dataset
-from mnistkit.errors import MnistkitError, OptionsError, PluginError, RunError
+from mnistkit.errors import MemoryLimitError, MnistkitError, OptionsError, PluginError, RunError
+from mnistkit.evaluation import EVAL_BATCH
+from mnistkit.files import file_kind, read_bounded
+from mnistkit.memory import check_model_fits
 from mnistkit.registry import Registry
 
 RUN_FORMAT_VERSION = 1
@@ -41,6 +46,10 @@ def call_plugin(entry: Any, failure: str, call: Callable[[], Any]) -> Any:
         return call()
     except MnistkitError:
         raise
+    except MemoryError as exc:  # NumPy's allocation error too: one line, not a traceback
+        text = (str(exc).splitlines() or [""])[0] or "out of memory"
+        raise MemoryLimitError(f"{entry.kind} {entry.name!r} from plugin {entry.plugin!r} "
+                               f"{failure}: not enough memory ({text})") from None
     except Exception as exc:
         text = (str(exc).splitlines() or [""])[0]
         raise PluginError(f"{entry.kind} {entry.name!r} from plugin {entry.plugin!r} {failure}: "
@@ -48,10 +57,17 @@ def call_plugin(entry: Any, failure: str, call: Callable[[], Any]) -> Any:
 
 
 def build_model(entry: Any, options: dict[str, Any], rng: np.random.Generator,
-                dataset: Dataset) -> Any:
-    """Call a model factory with validated options and the dataset's input/class sizes."""
+                dataset: Dataset, batch_size: int = EVAL_BATCH) -> Any:
+    """Call a model factory with validated options and the dataset's input/class sizes.
+
+    A model whose memory estimate (``estimate_memory``, optional: see
+    :mod:`mnistkit.memory`) for batches of ``batch_size`` (and of the evaluation's) does
+    not fit in the available memory is refused before anything is allocated; a model
+    without one that runs out of memory while being built is the same one-line error.
+    """
     n_inputs = int(np.prod(dataset.train.images.shape[1:]))
     made = entry.make_options(options)
+    check_model_fits(entry, made, n_inputs, dataset.n_classes, max(batch_size, EVAL_BATCH))
     model = call_plugin(entry, "could not be built", lambda: entry.factory(
         made, rng, n_inputs=n_inputs, n_classes=dataset.n_classes))
     # Two images through scores(): a plugin returning the wrong shape fails here, named,
@@ -85,31 +101,90 @@ def remove_stale_temporaries(path: Path) -> list[str]:
     return removed
 
 
+#: ``run.json`` is kilobytes; anything larger is refused before it is read.
+MAX_RECORD_BYTES = 64 << 20
+#: Where ``NaN`` is written legitimately: the validation accuracy of runs without one.
+_NAN_ALLOWED = {("history", "*", "val_accuracy"), ("metrics", "val_accuracy")}
+
+
+class _NonFinite:
+    """A ``NaN``/``Infinity`` literal or an overflowing number, kept for validation."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+def _parse_float(text: str) -> float | _NonFinite:
+    value = float(text)
+    return value if math.isfinite(value) else _NonFinite(text)
+
+
 def read_record(path: str | Path) -> dict[str, Any]:
-    """``run.json`` of the run at ``path``, validated enough to rebuild the run."""
+    """``run.json`` of the run at ``path``, validated enough to rebuild the run.
+
+    The file must be a regular file of at most :data:`MAX_RECORD_BYTES`; ``NaN``,
+    ``Infinity`` and numbers out of the float range are refused (except a ``NaN``
+    validation accuracy, which runs without a validation set record), and so is
+    nesting deeper than the parser handles.
+    """
     path = Path(path)
     if not path.is_dir():
-        raise RunError(f"{path}: no such run folder")
+        kind = f" (it is {file_kind(os.stat(path).st_mode)})" if path.exists() else ""
+        raise RunError(f"{path}: no such run folder{kind}")
+    file = path / RUN_JSON
     try:
-        record = json.loads((path / RUN_JSON).read_text())
+        text = read_bounded(file, MAX_RECORD_BYTES, "a run record (run.json)", error=RunError)
+        record = json.loads(text, parse_constant=_NonFinite, parse_float=_parse_float)
     except FileNotFoundError:
         raise RunError(f"{path}: not a run folder (no {RUN_JSON})") from None
+    except RecursionError:
+        raise RunError(f"{file}: unreadable (nested too deeply)") from None
     except (OSError, ValueError) as exc:
-        raise RunError(f"{path / RUN_JSON}: unreadable ({exc})") from None
+        raise RunError(f"{file}: unreadable ({exc})") from None
+    try:
+        return _checked_record(file, record)
+    except RecursionError:  # deep, but not too deep for the parser: too deep to check
+        raise RunError(f"{file}: unreadable (nested too deeply)") from None
+
+
+def _checked_record(file: Path, record: Any) -> dict[str, Any]:
     if not isinstance(record, dict):
-        raise RunError(f"{path / RUN_JSON}: expected a JSON object")
+        raise RunError(f"{file}: expected a JSON object")
+    problem = _number_problem(record, ())
+    if problem:
+        raise RunError(f"{file}: {problem} (the file was changed or damaged)")
     version = record.get("format_version")
     if not isinstance(version, int) or version > RUN_FORMAT_VERSION:
-        raise RunError(f"{path / RUN_JSON}: run format {version!r} is not supported by mnistkit "
+        raise RunError(f"{file}: run format {_short(version)} is not supported by mnistkit "
                        f"{__version__} (knows {RUN_FORMAT_VERSION}); upgrade mnistkit")
     for key in ("model", "optimizer", "model_options", "optimizer_options", "training",
                 "dataset", "history"):
         if key not in record:
-            raise RunError(f"{path / RUN_JSON}: missing {key!r}")
+            raise RunError(f"{file}: missing {key!r}")
     problem = _record_problem(record)
     if problem:
-        raise RunError(f"{path / RUN_JSON}: {problem} (the file was changed or damaged)")
+        raise RunError(f"{file}: {problem} (the file was changed or damaged)")
     return record
+
+
+def _number_problem(value: Any, where: tuple[str, ...]) -> str:
+    """Replace the allowed ``NaN`` markers in ``value`` (in place) by ``nan``; describe the
+    first non-finite or out-of-range number elsewhere, or return ``""``."""
+    items = (value.items() if isinstance(value, dict) else
+             enumerate(value) if isinstance(value, list) else ())
+    for key, item in items:
+        here = (*where, key if isinstance(key, str) else "*")
+        if isinstance(item, _NonFinite):
+            if item.text != "NaN" or here not in _NAN_ALLOWED:
+                return f"{'.'.join(map(str, (*where, key)))} is {item.text}, not a finite number"
+            value[key] = math.nan
+        elif isinstance(item, int) and not isinstance(item, bool) and abs(item) >= 2**1023:
+            return f"{'.'.join(map(str, (*where, key)))} is a number too large to use"
+        elif isinstance(item, (dict, list)):
+            problem = _number_problem(item, here)
+            if problem:
+                return problem
+    return ""
 
 
 _NUMBER = (int, float)
@@ -182,7 +257,7 @@ def load_run(path: str | Path, registry: Registry, dataset: Dataset,
     except Exception as exc:
         raise RunError(f"{path}: cannot rebuild model {record['model']!r} from run.json "
                        f"({type(exc).__name__}: {exc})") from None
-    saved = load_checkpoint(file).get("params", {})
+    saved = load_checkpoint(file, expected_params=model.params).get("params", {})
     check_params(file, saved, model.params)
     for key, value in saved.items():
         model.params[key][...] = value

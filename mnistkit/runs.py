@@ -214,7 +214,7 @@ class Run:
     def _restore(self, path: Path) -> None:
         """Load ``last.npz`` into the model, optimizer and trainer (under the lock)."""
         remove_stale_temporaries(path)
-        groups = load_checkpoint(path / LAST_NPZ)
+        groups = load_checkpoint(path / LAST_NPZ, expected_params=self.model.params)
         for group in ("params", "optimizer", "trainer"):
             groups.setdefault(group, {})
         check_params(path / LAST_NPZ, groups["params"], self.model.params)
@@ -239,7 +239,8 @@ class Run:
         config = TrainConfig(**{f.name: t[f.name] for f in dataclasses.fields(TrainConfig)})
         _check_config(config, len(train))
         rng = np.random.default_rng(config.seed)
-        model = build_model(model_entry, record["model_options"], rng, dataset)
+        model = build_model(model_entry, record["model_options"], rng, dataset,
+                            batch_size=config.batch_size)
         opt_options = opt_entry.make_options(record["optimizer_options"])
         optimizer = call_plugin(opt_entry, "could not be built",
                                  lambda: opt_entry.factory(model.params, opt_options))

@@ -20,8 +20,9 @@ import numpy as np
 
 from mnistkit.batches import DEFAULT_PIXEL_SCALE, BatchMaker
 from mnistkit.data.dataset import Split
-from mnistkit.errors import MnistkitError, PluginError, TrainingError
+from mnistkit.errors import MnistkitError, OptionsError, PluginError, TrainingError
 from mnistkit.evaluation import accuracy
+from mnistkit.memory import check_fits
 
 TRAIN_ACCURACY_SAMPLE = 10_000
 
@@ -91,9 +92,11 @@ class Trainer:
         self.batches = BatchMaker(train.images, train.labels, config.batch_size,
                                   config.pixel_scale)
         self.steps = config.steps_for(len(train))
+        _check_sizes(config, self.steps, len(train))
         self.epoch = 0          # epochs completed
         self.step = 0           # steps completed in the current epoch
         self.order: np.ndarray | None = None
+        self._order_rng: dict[str, Any] | None = None  # the rng state it was drawn from
         self.losses: list[float] = []
         self.history: list[dict[str, Any]] = []
         self._checked = False
@@ -118,7 +121,10 @@ class Trainer:
             # Also when resuming mid-epoch: the schedule depends only on (epoch, epochs).
             self.optimizer.start_epoch(self.epoch, cfg.epochs)
             if self.order is None:  # not when resuming a run stopped before this epoch's
-                self.order = self._epoch_order()  # first step: its order is already drawn
+                # first step: its order is already drawn. The generator's state before
+                # the draw is what checkpoints keep: the order is drawn again from it.
+                self._order_rng = self.rng.bit_generator.state
+                self.order = self._epoch_order()
             self._epoch_started = time.perf_counter()
             yield EpochStarted(self.epoch, cfg.epochs, self.steps, float(self.optimizer.lr))
             while self.step < self.steps:
@@ -131,13 +137,21 @@ class Trainer:
             if should_stop():
                 return
 
-    def _epoch_order(self) -> np.ndarray:
+    def _epoch_order(self, rng: np.random.Generator | None = None) -> np.ndarray:
+        """This epoch's batch order drawn from ``rng`` (the trainer's by default): the
+        images ``need`` at a time with replacement, or as many whole shuffled passes as
+        the steps need, each drawn straight into its slice (linear in the steps)."""
+        rng = self.rng if rng is None else rng
         n, need = len(self.train), self.steps * self.config.batch_size
         if self.config.sampling == "replacement":
-            return self.rng.integers(0, n, size=need, dtype=np.int64)
-        order = self.rng.permutation(n)
-        while len(order) < need:  # more steps than one pass: keep shuffling
-            order = np.concatenate([order, self.rng.permutation(n)])
+            return rng.integers(0, n, size=need, dtype=np.int64)
+        first = rng.permutation(n)
+        if len(first) >= need:
+            return first
+        order = np.empty(-(-need // n) * n, np.int64)  # more steps than one pass
+        order[:n] = first
+        for start in range(n, len(order), n):
+            order[start:start + n] = rng.permutation(n)
         return order
 
     def _one_step(self) -> float:
@@ -220,24 +234,61 @@ class Trainer:
 
     # -- resumable state ----------------------------------------------------------------
     def state(self) -> dict[str, np.ndarray]:
-        """The trainer's position as arrays (JSON text in a 0-d str array, no pickle)."""
+        """The trainer's position as arrays (JSON text in a 0-d str array, no pickle).
+
+        This epoch's batch order is kept as the generator state it was drawn from
+        (``order_rng``), a few bytes whatever ``--steps-per-epoch`` is; an order restored
+        from an older checkpoint, which holds the order itself, is saved as it came.
+        """
         meta = {"epoch": self.epoch, "step": self.step, "history": self.history,
                 "rng": self.rng.bit_generator.state}
-        arrays = {"meta": np.array(json.dumps(meta)),
-                  "losses": np.asarray(self.losses, np.float64)}
-        if self.order is not None:
+        arrays = {"losses": np.asarray(self.losses, np.float64)}
+        if self.order is not None and self._order_rng is not None:
+            meta["order_rng"] = self._order_rng
+        elif self.order is not None:
             arrays["order"] = self.order
+        arrays["meta"] = np.array(json.dumps(meta))
         return arrays
 
     def restore(self, arrays: dict[str, np.ndarray]) -> None:
-        """Continue from a :meth:`state` export."""
-        meta = json.loads(str(arrays["meta"]))
+        """Continue from a :meth:`state` export (or an older one holding the order)."""
+        try:
+            meta = json.loads(str(arrays["meta"]))
+        except RecursionError:
+            raise ValueError("the trainer record is nested too deeply") from None
         self.epoch, self.step, self.history = meta["epoch"], meta["step"], meta["history"]
         self.rng.bit_generator.state = meta["rng"]
         self.losses = [float(v) for v in arrays["losses"]]
-        self.order = arrays["order"].astype(np.int64) if "order" in arrays else None
+        self.order, self._order_rng = None, None
+        if "order" in arrays:
+            self.order = arrays["order"].astype(np.int64)
+        elif meta.get("order_rng") is not None:
+            drawn_from = np.random.Generator(type(self.rng.bit_generator)())
+            drawn_from.bit_generator.state = meta["order_rng"]
+            self._order_rng = meta["order_rng"]
+            self.order = self._epoch_order(drawn_from)
         if self.step and self.order is None:
             raise TrainingError("checkpoint is mid-epoch but has no batch order")
+
+
+#: Bytes held per index of the batch order, and per step loss (a float in a list).
+_ORDER_BYTES, _LOSS_BYTES = 8, 32
+
+
+def _check_sizes(config: TrainConfig, steps: int, n_train: int) -> None:
+    """Refuse, before anything is drawn, a pixel scale that is not a positive finite
+    number and steps whose batch order and step losses cannot fit in memory."""
+    scale = config.pixel_scale
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not (
+            math.isfinite(scale) and scale > 0):
+        raise OptionsError(f"the pixel scale must be a positive finite number; got {scale!r}")
+    indices = steps * config.batch_size
+    if config.sampling == "shuffle":
+        indices = max(indices, n_train)
+    needed = indices * _ORDER_BYTES + config.epochs * steps * _LOSS_BYTES
+    check_fits(needed, f"--epochs {config.epochs} x --steps-per-epoch {steps} x --batch-size "
+               f"{config.batch_size} (a batch order of {indices} images and "
+               f"{config.epochs * steps} step losses)", "; ask for fewer steps or epochs")
 
 
 def _all_finite(arrays: dict[str, np.ndarray]) -> bool:

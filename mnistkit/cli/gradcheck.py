@@ -50,7 +50,13 @@ def gradcheck_command(model_name: str, model_options: tuple[str, ...], batch: in
     """
     import numpy as np
 
-    from mnistkit.gradcheck import DEFAULT_THRESHOLD, check_gradients, random_batch
+    from mnistkit.gradcheck import (
+        DEFAULT_THRESHOLD,
+        build_for_gradcheck,
+        check_gradients,
+        random_batch,
+    )
+    from mnistkit.memory import memory_errors
     from mnistkit.options import options_to_dict, parse_assignments
 
     entry = current_plugins().registry.get("model", model_name)
@@ -66,8 +72,10 @@ def gradcheck_command(model_name: str, model_options: tuple[str, ...], batch: in
     else:
         x, y = random_batch(batch, seed=seed)
         source = f"random batch of {batch}"
-    model = entry.factory(options, np.random.default_rng(seed), x.shape[1], n_classes)
-    results = check_gradients(model, x, y, entries=entries, seed=seed)
+    model = build_for_gradcheck(entry, options, np.random.default_rng(seed), x.shape[1],
+                                n_classes, len(y))
+    with memory_errors(f"gradient check of model {model_name!r}"):
+        results = check_gradients(model, x, y, entries=entries, seed=seed)
     passed = all(r.passed for r in results)
     if as_json:
         print_json({"model": model_name, "options": options_to_dict(options), "batch": len(y),

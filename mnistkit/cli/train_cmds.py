@@ -24,9 +24,32 @@ EXIT_INTERRUPTED = 130
 
 
 def threads_option(func: Any) -> Any:
-    """Add ``--threads N``: BLAS threads for matrix products (default: the library's)."""
+    """Add ``--threads N``: BLAS threads for matrix products (default: the library's),
+    capped at the cores this process may use (with a one-line warning)."""
     return click.option("--threads", type=click.IntRange(min=1), default=None, metavar="N",
-                        help="Number of BLAS threads (default: all cores).")(func)
+                        callback=_cap_threads,
+                        help="Number of BLAS threads (default: all cores; at most the "
+                             "usable cores).")(func)
+
+
+def _usable_cores() -> int:
+    import os
+
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except (AttributeError, OSError):  # no affinity on this platform
+        return max(os.cpu_count() or 1, 1)
+
+
+def _cap_threads(ctx: click.Context, param: click.Parameter, threads: int | None) -> int | None:
+    """More threads than usable cores only slows the products down: use the cores."""
+    cores = _usable_cores()
+    if threads is None or threads <= cores:
+        return threads
+    shown = str(threads) if len(str(threads)) <= 20 else f"{str(threads)[:17]}..."
+    click.echo(f"warning: --threads {shown} is more than the {cores} usable cores; using "
+               f"{cores}", err=True)
+    return cores
 
 
 def _limit_threads(threads: int | None) -> Any:

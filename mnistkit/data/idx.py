@@ -7,7 +7,8 @@ images ``0x00000803`` (2051: ubyte, 3 dimensions). Files may be gzip-compressed;
 compression is recognised by the gzip magic bytes ``1f 8b``, whatever the file name.
 
 Everything that can be wrong with a file raises :class:`mnistkit.errors.DataError`
-naming the file: an unknown magic, an unexpected number of dimensions, a body shorter
+naming the file: not a regular file (a FIFO or device would block or never end; refused
+from ``stat`` before opening), an unknown magic, an unexpected number of dimensions, a body shorter
 or longer than the header declares (checked before anything big is allocated), a
 corrupt or truncated gzip stream.
 """
@@ -24,7 +25,7 @@ from typing import IO, Any
 import numpy as np
 
 from mnistkit.errors import DataError
-from mnistkit.files import atomic_write
+from mnistkit.files import atomic_write, open_regular_file
 
 #: IDX element type code -> big-endian NumPy dtype.
 IDX_DTYPES: dict[int, np.dtype] = {
@@ -49,7 +50,7 @@ _MAX_DEFLATE_RATIO = 1032  # deflate cannot expand a byte into more than ~1032 b
 def is_gzip(path: str | Path) -> bool:
     """Whether ``path`` starts with the gzip magic bytes (its name does not matter)."""
     try:
-        with open(path, "rb") as handle:
+        with open_regular_file(path, "an IDX file") as handle:
             return handle.read(2) == _GZIP_MAGIC
     except OSError as exc:
         raise DataError(_os_message(path, exc)) from None
@@ -74,7 +75,7 @@ def read_idx_with_md5(path: str | Path, *, ndim: int | None = None,
     path = Path(path)
     hasher = hashlib.md5(usedforsecurity=False) if md5 else None
     try:
-        with open(path, "rb") as raw:
+        with open_regular_file(path, "an IDX file") as raw:
             compressed = raw.read(2) == _GZIP_MAGIC
             raw.seek(0)
             size = os.fstat(raw.fileno()).st_size

@@ -24,6 +24,7 @@ from mnistkit.data.cache import IdxRead, fresh_reads, read_idx_cached
 from mnistkit.data.dataset import DIGIT_NAMES, Dataset, Split
 from mnistkit.data.idx import check_pair
 from mnistkit.errors import DataError
+from mnistkit.files import require_regular_file
 
 #: The four files of an MNIST-style dataset, by split: (images, labels).
 SPLIT_FILES: dict[str, tuple[str, str]] = {
@@ -62,12 +63,21 @@ def accepted_names(name: str) -> tuple[str, ...]:
 def _find_in(location: Path, name: str) -> Path | None:
     for candidate_name in accepted_names(name):
         candidate = location / candidate_name
-        if candidate.is_file():
+        if candidate.is_dir():  # Kaggle: a folder holding a same-named file
+            candidate = candidate / candidate_name
+        if _is_regular_file(candidate):
             return candidate
-        nested = candidate / candidate_name  # Kaggle: a folder holding a same-named file
-        if candidate.is_dir() and nested.is_file():
-            return nested
     return None
+
+
+def _is_regular_file(path: Path) -> bool:
+    """Whether ``path`` is a regular file; ``False`` when absent, :class:`DataError` when
+    it is a FIFO, socket or device (reading it would block or never end)."""
+    try:
+        require_regular_file(path, "an IDX file")
+    except OSError:
+        return False
+    return True
 
 
 def find_idx_files(folder: str | Path, torchvision_name: str | None = None) -> dict[str, Path]:

@@ -45,6 +45,15 @@ class SoftmaxClassifier:
             "b": np.zeros(n_classes, np.float32),
         }
 
+    @classmethod
+    def estimate_memory(cls, options: SoftmaxOptions, n_inputs: int, n_classes: int,
+                        batch_size: int) -> dict[str, int]:
+        """Bytes of the float32 parameters, and of the rest: the float64 initial draw, or
+        the gradients and the per-batch scores and temporaries of a step."""
+        params = 4 * (n_inputs * n_classes + n_classes)
+        step = 2 * params + batch_size * n_classes * 16
+        return {"params": params, "work": max(16 * n_inputs * n_classes, step)}
+
     def loss_and_grads(self, x: np.ndarray, y: np.ndarray) -> tuple[float, dict[str, np.ndarray]]:
         """Mean regularised cross-entropy on ``(x, y)`` and the gradients of ``W`` and ``b``."""
         W, b, reg = self.params["W"], self.params["b"], self.options.reg

@@ -68,6 +68,19 @@ class TwoLayerNet:
         })
         self._buffers: dict[tuple, dict[str, np.ndarray]] = {}
 
+    @classmethod
+    def estimate_memory(cls, options: TwoLayerOptions, n_inputs: int, n_classes: int,
+                        batch_size: int) -> dict[str, int]:
+        """Bytes of the float32 parameters, and of the rest the model allocates: the
+        float64 draws of the initialisation (and the aligned copy), or, when training on
+        ``batch_size`` images, gradients, L2 buffers and per-batch activations."""
+        hidden = options.hidden_size
+        weights = n_inputs * hidden + hidden * n_classes
+        params = 4 * (weights + hidden + n_classes)
+        build = 16 * weights + params
+        step = 2 * params + batch_size * (9 * hidden + 8 * n_classes + 4)
+        return {"params": params, "work": max(build, step)}
+
     def _work(self, batch: int, dtype: np.dtype) -> dict[str, np.ndarray]:
         """Reusable arrays for a batch size and dtype (allocated once)."""
         key = (batch, np.dtype(dtype))

@@ -51,6 +51,8 @@ def read_record(run: Path) -> dict[str, Any]:
         record = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise RunError(f"{path}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise RunError(f"{path}: not valid JSON (nested too deeply)") from None
     except OSError as exc:
         raise RunError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     if not isinstance(record, dict):

@@ -76,6 +76,19 @@ class MLP:
             self.params[f"b{i}"] = np.zeros(fan_out, np.float32)
         self._buffers: dict[tuple, dict[str, np.ndarray]] = {}
 
+    @classmethod
+    def estimate_memory(cls, options: MLPOptions, n_inputs: int, n_classes: int,
+                        batch_size: int) -> dict[str, int]:
+        """mnistkit's optional memory estimate: bytes of the float32 parameters, and of the
+        rest (the largest float64 initial draw, or the gradients and the per-batch
+        activations, their gradients and dropout masks of a step)."""
+        sizes = (n_inputs, *options.layers, n_classes)
+        pairs = list(zip(sizes[:-1], sizes[1:], strict=True))
+        params = 4 * sum(fan_in * fan_out + fan_out for fan_in, fan_out in pairs)
+        build = 16 * max(fan_in * fan_out for fan_in, fan_out in pairs)
+        step = params + 12 * batch_size * sum(sizes[1:])
+        return {"params": params, "work": max(build, step)}
+
     def _work(self, batch: int, dtype: np.dtype) -> dict[str, np.ndarray]:
         """Reusable arrays for a batch size and dtype (one size kept at a time)."""
         key = (batch, np.dtype(dtype))
