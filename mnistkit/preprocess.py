@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import stat
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
@@ -37,9 +36,8 @@ MIN_CONTRAST = 20.0
 #: The digit's ink covers at least this fraction of the picture (and 6 pixels).
 MIN_INK = 0.0002
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R 601-2, as Pillow's convert("L")
-_FILE_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe (FIFO)"),
-               (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
-               (stat.S_ISBLK, "a block device"))
+#: A digit picture is kilobytes to a few megabytes; larger files are refused unopened.
+MAX_IMAGE_BYTES = 64 << 20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,30 +106,21 @@ def load_image(path: str | Path) -> np.ndarray:
 
 
 def _open_regular_file(path: str | Path) -> Any:
-    """Open ``path`` for reading, refusing folders, FIFOs, sockets and devices.
+    """Open ``path`` for reading through :func:`mnistkit.files.open_regular_file` (folders,
+    FIFOs, sockets and devices refused from ``stat``, opened non-blocking and checked
+    again on the descriptor, so nothing blocks); an empty file is refused too."""
+    from mnistkit.files import open_regular_file
 
-    Opened with ``O_NONBLOCK`` and checked with ``fstat`` on the open descriptor, so a
-    FIFO never blocks and there is no gap between the check and the read. (A local
-    check, to be unified with the one of ``mnistkit.files`` when it lands.)
-    """
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
-        fd = os.open(path, flags)
+        handle = open_regular_file(path, "an image file", max_bytes=MAX_IMAGE_BYTES)
     except FileNotFoundError:
         raise DataError(f"{path}: no such image file") from None
     except OSError as exc:
         raise DataError(f"{path}: cannot open the image ({exc.strerror or exc})") from None
-    try:
-        info = os.fstat(fd)
-        for is_kind, kind in _FILE_KINDS:
-            if is_kind(info.st_mode):
-                raise DataError(f"{path}: is {kind}, not an image file")
-        if info.st_size == 0:
-            raise DataError(f"{path}: not a readable image (the file is empty)")
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
+    if os.fstat(handle.fileno()).st_size == 0:
+        handle.close()
+        raise DataError(f"{path}: not a readable image (the file is empty)")
+    return handle
 
 
 def _describe(exc: BaseException) -> str:

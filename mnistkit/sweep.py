@@ -272,21 +272,14 @@ def spec_from_toml(path: str | Path) -> SweepSpec:
 
 
 def read_bounded_text(path: Path, limit: int, what: str) -> str:
-    """The UTF-8 text of the regular file ``path``, refusing (from ``stat``, before opening)
-    anything that is not a regular file or is larger than ``limit`` bytes."""
-    import stat
+    """The UTF-8 text of the regular file ``path`` of at most ``limit`` bytes
+    (:func:`mnistkit.files.read_bounded`: special files refused from ``stat``)."""
+    from mnistkit.files import read_bounded
 
     try:
-        info = path.stat()
-    except OSError as exc:
-        raise OptionsError(f"{path}: cannot read the {what} ({exc.strerror or exc})") from None
-    if not stat.S_ISREG(info.st_mode):
-        raise OptionsError(f"{path}: the {what} is not a regular file")
-    if info.st_size > limit:
-        raise OptionsError(f"{path}: the {what} is {info.st_size:,} bytes; at most {limit:,}")
-    try:
-        with open(path, "rb") as handle:
-            return handle.read(limit + 1).decode("utf-8")
+        return read_bounded(path, limit, f"a {what}", error=OptionsError).decode("utf-8")
+    except FileNotFoundError:
+        raise OptionsError(f"{path}: no such {what}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise OptionsError(f"{path}: cannot read the {what} ({exc})") from None
 

@@ -305,11 +305,11 @@ def test_files_that_are_not_regular_are_refused_without_blocking(tmp_path):
     fifo = tmp_path / "pipe.png"
     os.mkfifo(fifo)
     (tmp_path / "folder.png").mkdir()
-    cases = {fifo: "named pipe", tmp_path / "folder.png": "folder",
+    cases = {fifo: "is a FIFO .named pipe., not a regular file", tmp_path / "folder.png": "folder",
              Path("/dev/zero"): "character device", tmp_path / "missing.png": "no such image"}
     link = tmp_path / "link-to-pipe.png"
     link.symlink_to(fifo)
-    cases[link] = "named pipe"
+    cases[link] = "is a FIFO"
     for path, fragment in cases.items():
         with pytest.raises(DataError, match=fragment) as caught:
             load_image(path)
