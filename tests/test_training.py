@@ -474,7 +474,7 @@ def test_twolayer_scores_and_loss_with_non_zero_biases_match_the_formula():
     """Biases start at 0, so only non-zero ones show a forward pass that forgets one."""
     rng = np.random.default_rng(4)
     model = TwoLayerNet(TwoLayerOptions(hidden_size=24, reg=0.01), np.random.default_rng(0))
-    for key, p in model.params.items():
+    for p in model.params.values():
         p += (rng.standard_normal(p.shape) * 0.3).astype(np.float32)
     x = (rng.random((16, 784)) * (rng.random((16, 784)) < 0.2)).astype(np.float32)
     y = rng.integers(0, 10, 16)

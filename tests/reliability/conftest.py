@@ -82,11 +82,22 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def default_signals() -> None:
+    """``preexec_fn`` of every child process the tests start: SIGINT back to its default.
+
+    A test suite started as a background job (``pytest &`` in a script, a CI runner)
+    inherits SIGINT *ignored*, exec keeps it ignored, and Python then installs no
+    KeyboardInterrupt handler: a child would not react to the tests' Ctrl-C at all.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_python(code: str, *args: str, env: dict[str, str] | None = None,
                timeout: float = 120) -> subprocess.CompletedProcess:
     """Run ``python -c code args...`` and capture its text output."""
     return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
-                          env=env or subprocess_env(), timeout=timeout)
+                          env=env or subprocess_env(), timeout=timeout,
+                          preexec_fn=default_signals)
 
 
 def small_idx_folder(folder: Path, n_train: int = 600, n_test: int = 100, gz: bool = True,
