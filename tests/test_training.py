@@ -652,3 +652,50 @@ def test_the_readme_blog_post_command_as_written(tmp_path):
     assert 0.885 <= record["metrics"]["test_accuracy"] <= 0.90
     steps = (tmp_path / "blog" / "steps.csv").read_text().splitlines()
     assert len(steps) == 1 + 500
+
+
+# --------------------------------------------------- a hang is a failure, not a stall
+
+HANGING_TEST = '''
+import numpy as np
+from mnistkit.data.dataset import Split
+from mnistkit.models.softmax import SoftmaxClassifier, SoftmaxOptions
+from mnistkit.optimizers.sgd import SGD, SGDOptions
+from mnistkit.training import Trainer, TrainConfig
+
+
+def test_a_loop_whose_step_never_advances(monkeypatch):
+    """What deleting ``self.step += 1`` does: the epoch never ends."""
+    monkeypatch.setattr(Trainer, "_one_step", lambda self: 0.0)
+    rng = np.random.default_rng(0)
+    split = Split(rng.integers(0, 256, (20, 28, 28), dtype=np.uint8),
+                  rng.integers(0, 10, 20, dtype=np.uint8))
+    model = SoftmaxClassifier(SoftmaxOptions(), rng)
+    trainer = Trainer(model, SGD(model.params, SGDOptions()), split, split,
+                      TrainConfig(epochs=1, batch_size=10), rng)
+    list(trainer.run())
+'''
+
+
+def test_a_training_loop_that_never_ends_fails_by_the_per_test_timeout(tmp_path, request):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    configured = float(request.config.getini("timeout"))
+    assert 60 <= configured <= 600  # set in pyproject.toml: room for slow tests, not a stall
+    (tmp_path / "test_hang.py").write_text(HANGING_TEST)
+    repo = Path(__file__).resolve().parents[1]
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "timeout=2",
+         "--rootdir", str(tmp_path), str(tmp_path / "test_hang.py")],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(repo)},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Timeout" in proc.stdout and "1 failed" in proc.stdout, proc.stdout
+    assert time.monotonic() - started < 90
