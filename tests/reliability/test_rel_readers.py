@@ -7,12 +7,14 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import signal
 import struct
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import Hang, time_limit
 
 from mnistkit.checkpoint import load_checkpoint, save_checkpoint
 from mnistkit.data import idx
@@ -209,3 +211,22 @@ def test_a_member_one_byte_short_of_its_header_is_damaged(tmp_path, version):
     with pytest.raises(RunError, match=r"member 'params/W.npy' declares 16 bytes of float32 "
                                        r"\(4,\) but holds 15 \(damaged\)"):
         load_checkpoint(path)
+
+
+# ------------------------------------------------- the harness: timers and signals
+
+
+def test_time_limit_keeps_the_per_test_timeout_armed():
+    """``time_limit`` (used around the readers in the fuzz tests) and pytest-timeout share
+    SIGALRM: after the block the per-test timer is back, with the time it had left."""
+    before = signal.getitimer(signal.ITIMER_REAL)[0]
+    if not before:
+        pytest.skip("no per-test timer armed (pytest-timeout off or not the signal method)")
+    with time_limit(5):
+        pass
+    after = signal.getitimer(signal.ITIMER_REAL)[0]
+    assert 0 < after <= before
+    with pytest.raises(Hang), time_limit(0.05):
+        while True:
+            pass
+    assert 0 < signal.getitimer(signal.ITIMER_REAL)[0] <= after
