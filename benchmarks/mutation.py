@@ -86,8 +86,9 @@ def _skipped(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
 
 
 def _is_docstring(stmt: ast.stmt) -> bool:
+    """A docstring or a bare ``...`` (deleting either changes nothing)."""
     return (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant)
-            and isinstance(stmt.value.value, str))
+            and (isinstance(stmt.value.value, str) or stmt.value.value is Ellipsis))
 
 
 def sites(tree: ast.Module) -> Iterator[tuple[ast.AST, str, str, object]]:
@@ -199,9 +200,11 @@ def run_tests(copy_root: Path, tests: list[str], timeout: float,
     try:
         code = proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
         return "timeout", time.monotonic() - start
+    finally:  # also when this script is stopped: leave no test run behind
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
     return ("survived" if code == 0 else "killed"), time.monotonic() - start
 
 
@@ -218,6 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write every mutant's outcome here")
     parser.add_argument("--list", action="store_true", help="list the mutants and stop")
     args = parser.parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C: the child test run is killed, the copy removed.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
     source = (REPO / args.module).read_text()
     found = mutants(source)

@@ -500,7 +500,7 @@ def test_twolayer_scores_and_loss_with_non_zero_biases_match_the_formula():
 @pytest.mark.parametrize(("hidden", "scale"), [(256, 1.0), (64, 0.5)])
 def test_twolayer_initial_weights_have_the_he_spread_and_zero_biases(hidden, scale):
     model = TwoLayerNet(TwoLayerOptions(hidden_size=hidden, init_scale=scale),
-                        np.random.default_rng(0), n_inputs=784, n_classes=10)
+                        np.random.default_rng(0))  # default n_inputs=784, n_classes=10
     p = model.params
     assert p["W1"].shape == (784, hidden) and p["W2"].shape == (hidden, 10)
     # std of n normal samples is within ~3/sqrt(2n) relative of the truth (n >= 640)
@@ -699,3 +699,139 @@ def test_a_training_loop_that_never_ends_fails_by_the_per_test_timeout(tmp_path,
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "Timeout" in proc.stdout and "1 failed" in proc.stdout, proc.stdout
     assert time.monotonic() - started < 90
+
+
+# ------------------------------------------------ defaults, options and the loop's edges
+
+
+def test_documented_defaults():
+    assert dataclasses.astuple(TwoLayerOptions()) == (256, 1e-5, 1.0)
+    sgd = SGDOptions()
+    assert (sgd.lr, sgd.schedule, sgd.step_size, sgd.gamma, sgd.momentum, sgd.nesterov) == (
+        0.8, "cosine", 1, 0.5, 0.0, False)
+    from mnistkit.optimizers.base import LearningRateOptions
+
+    assert dataclasses.astuple(LearningRateOptions()) == (0.1, "constant", 1, 0.5)
+    config = TrainConfig()
+    assert (config.epochs, config.batch_size, config.seed, config.sampling,
+            config.steps_per_epoch) == (10, 128, 0, "shuffle", None)
+    # scheduled_lr's own defaults: step_size 1, gamma 0.5
+    assert scheduled_lr(1.0, "step", 3, 10) == 0.125
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"hidden_size": 0}, "hidden_size must be at least 1; got 0"),
+    ({"reg": -1e-9}, "reg must be >= 0"),
+    ({"init_scale": 0.0}, "init_scale must be > 0"),
+    ({"init_scale": -1.0}, "init_scale must be > 0"),
+])
+def test_twolayer_options_are_validated(options, message):
+    with pytest.raises(ValueError, match=message):
+        TwoLayerOptions(**options)
+
+
+def test_twolayer_options_at_their_bounds_are_accepted():
+    model = TwoLayerNet(TwoLayerOptions(hidden_size=1, reg=0.0, init_scale=1e-9),
+                        np.random.default_rng(0))
+    assert model.params["W1"].shape == (784, 1) and model.params["W2"].shape == (1, 10)
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"momentum": 1.0}, r"momentum must be in \[0, 1\); got 1.0"),
+    ({"momentum": -0.1}, r"momentum must be in \[0, 1\)"),
+    ({"nesterov": True}, "nesterov needs momentum > 0"),
+])
+def test_sgd_options_are_validated(options, message):
+    with pytest.raises(ValueError, match=message):
+        SGDOptions(**options)
+    SGDOptions(momentum=0.0)
+    SGDOptions(momentum=0.99, nesterov=True)
+
+
+def test_twolayer_sgd_step_equals_loss_and_grads_then_sgd_with_strong_l2():
+    """A large lr * reg makes the folded weight decay ``(1 - lr*reg) W`` visible."""
+    rng = np.random.default_rng(5)
+    x = (rng.random((32, 784)) * (rng.random((32, 784)) < 0.2)).astype(np.float32)
+    y = rng.integers(0, 10, 32)
+    options = TwoLayerOptions(hidden_size=16, reg=0.2)
+    fused, plain = (TwoLayerNet(options, np.random.default_rng(1)) for _ in range(2))
+    optimizer = SGD(plain.params, SGDOptions(lr=0.5, schedule="constant"))
+    for _ in range(3):
+        loss_fused = fused.sgd_step(x, y, 0.5)
+        loss_plain, grads = plain.loss_and_grads(x, y)
+        optimizer.step(grads)
+        assert loss_fused == pytest.approx(loss_plain, rel=1e-5)
+        for key in plain.params:
+            np.testing.assert_allclose(fused.params[key], plain.params[key], rtol=1e-4,
+                                       atol=1e-6, err_msg=key)
+    w1 = plain.params["W1"]
+    assert np.std(w1) < 0.8 * np.sqrt(2 / 784)  # the decay did shrink the weights
+
+
+def test_train_config_and_events_are_frozen():
+    from mnistkit.training import EpochFinished, EpochStarted, StepFinished
+
+    for value in (TrainConfig(), EpochStarted(0, 1, 1, 0.1), StepFinished(0, 1, 1, 0.5),
+                  EpochFinished(1, 0.5, 0.9, 0.8, 0.1, 1.0)):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            value.epoch = 3  # type: ignore[misc]
+    assert EpochFinished(1, 0.5, 0.9, 0.8, 0.1, 1.0).to_dict() == {
+        "epoch": 1, "train_loss": 0.5, "train_accuracy": 0.9, "val_accuracy": 0.8, "lr": 0.1,
+        "seconds": 1.0}
+
+
+def test_a_trainer_without_training_images_is_refused(small):
+    from mnistkit.training import Trainer
+
+    model = SoftmaxClassifier(SoftmaxOptions(), np.random.default_rng(0))
+    empty = small.train.subset(slice(0, 0))
+    with pytest.raises(TrainingError, match="there are no training images"):
+        Trainer(model, SGD(model.params, SGDOptions()), empty, small.test, TrainConfig(),
+                np.random.default_rng(0))
+
+
+def test_a_mid_epoch_state_without_its_batch_order_is_refused(small):
+    import json
+
+    trainer = _trainer(small, SoftmaxClassifier(SoftmaxOptions(), np.random.default_rng(0)))
+    meta = {"epoch": 0, "step": 3, "history": [], "rng": trainer.rng.bit_generator.state}
+    state = {"meta": np.array(json.dumps(meta)), "losses": np.zeros(3)}
+    with pytest.raises(TrainingError, match="checkpoint is mid-epoch but has no batch order"):
+        trainer.restore(state)
+    meta["step"] = 0  # at an epoch boundary no order is needed
+    trainer.restore({"meta": np.array(json.dumps(meta)), "losses": np.zeros(3)})
+    assert trainer.step == 0 and trainer.order is None and trainer.losses == [0.0] * 3
+
+
+def test_a_mnistkit_error_on_the_first_step_passes_unchanged(small):
+    class Refuses(SoftmaxClassifier):
+        def loss_and_grads(self, x, y):
+            raise TrainingError("refused by the model itself")
+
+    with pytest.raises(TrainingError, match="^refused by the model itself$"):
+        list(_trainer(small, Refuses(SoftmaxOptions(), np.random.default_rng(0))).run())
+
+
+def test_epoch_records_measure_the_first_10000_training_images_and_the_epoch_time(mnist):
+    """Training accuracy is measured on the first 10,000 training images (not all, not
+    others); the seconds are this epoch's."""
+    import time
+
+    from mnistkit.evaluation import accuracy
+    from mnistkit.training import Trainer
+
+    train = Split(mnist.train.images[:12000], mnist.train.labels[:12000])
+    val = Split(mnist.test.images[:500], mnist.test.labels[:500])
+    model = SoftmaxClassifier(SoftmaxOptions(), np.random.default_rng(0))
+    trainer = Trainer(model, SGD(model.params, SGDOptions(lr=0.5)), train, val,
+                      TrainConfig(epochs=1, batch_size=1000), np.random.default_rng(0))
+    started = time.perf_counter()
+    (record,) = [e for e in trainer.run() if type(e).__name__ == "EpochFinished"]
+    took = time.perf_counter() - started
+    scale = trainer.config.pixel_scale
+    assert record.train_accuracy == accuracy(model, train.images[:10000],
+                                             train.labels[:10000], scale)
+    assert record.val_accuracy == accuracy(model, val.images, val.labels, scale)
+    assert 0 < record.seconds <= took
+    assert record.epoch == 1 and record.lr == 0.5
+    assert record.train_loss == pytest.approx(np.mean(trainer.losses), rel=1e-12)

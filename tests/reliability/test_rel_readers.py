@@ -230,3 +230,52 @@ def test_time_limit_keeps_the_per_test_timeout_armed():
         while True:
             pass
     assert 0 < signal.getitimer(signal.ITIMER_REAL)[0] <= after
+
+
+# ------------------------------------------------------- checkpoints: the other refusals
+
+
+def test_a_missing_checkpoint_and_a_name_without_a_group(tmp_path):
+    with pytest.raises(RunError, match="last.npz: checkpoint file not found"):
+        load_checkpoint(tmp_path / "last.npz")
+    with pytest.raises(RunError, match="checkpoint file not found"):
+        load_checkpoint(tmp_path)  # a folder is not a checkpoint file either
+    path = tmp_path / "flat.npz"
+    np.savez(path, W=np.zeros(2, np.float32))
+    with pytest.raises(RunError, match=r"flat.npz: unexpected array 'W' \(not group/key\)"):
+        load_checkpoint(path)
+
+
+def test_saving_an_object_array_is_refused_before_anything_is_written(tmp_path):
+    with pytest.raises(TypeError, match="params/W is an object array; checkpoints hold "
+                                        "numbers only"):
+        save_checkpoint(tmp_path / "last.npz", {"params": {"W": np.array([{}, 1], object)}})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_groups_round_trip_exactly(tmp_path):
+    groups = {"params": {"W": np.arange(6, dtype=np.float32).reshape(2, 3),
+                         "b": np.zeros(0, np.float32)},
+              "trainer": {"meta": np.array('{"epoch": 1}'), "step": np.array(7)}}
+    save_checkpoint(tmp_path / "c.npz", groups)
+    back = load_checkpoint(tmp_path / "c.npz")
+    assert set(back) == set(groups)
+    for group, arrays in groups.items():
+        assert set(back[group]) == set(arrays)
+        for key, value in arrays.items():
+            assert back[group][key].dtype == value.dtype
+            np.testing.assert_array_equal(back[group][key], value)
+    with zipfile.ZipFile(tmp_path / "c.npz") as archive:  # written uncompressed
+        assert {i.compress_type for i in archive.infolist()} == {zipfile.ZIP_STORED}
+
+
+def test_a_compressed_member_claiming_exactly_the_limit_is_not_refused_for_its_size(tmp_path):
+    path = tmp_path / "best.npz"
+    np.savez_compressed(path, **{"params/W": np.zeros(10_000, np.float32)})
+    with zipfile.ZipFile(path) as archive:
+        stored = archive.getinfo("params/W.npy").compress_size
+    _forge_size(path, "params/W.npy", 1032 * stored + 1024)  # the limit itself
+    with pytest.raises(RunError) as info:
+        load_checkpoint(path)
+    assert "claims" not in str(info.value)  # refused later, for what it holds
+    assert "declares 40000 bytes of float32 (10000,)" in str(info.value)
