@@ -18,7 +18,8 @@ first run the same way, as a baseline that must pass.
         --max-mutants 150 --seed 0 --json benchmarks/results/mutation-training.json
 
 ``--max-mutants`` samples that many mutants (seeded) when there are more; the report
-says so. ``--list`` prints the mutants without running anything. Run it with ``nice``:
+says so. ``--list`` prints the mutants without running anything; ``--only N`` runs just
+mutant N (to check that a new test kills a survivor). Run it with ``nice``:
 it is CPU-heavy.
 """
 
@@ -220,6 +221,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="extra pytest argument, e.g. -k 'not slow' (repeatable)")
     parser.add_argument("--json", type=Path, help="write every mutant's outcome here")
     parser.add_argument("--list", action="store_true", help="list the mutants and stop")
+    parser.add_argument("--only", type=int, action="append", default=[],
+                        help="run only mutant INDEX (from --list; repeatable), e.g. to check "
+                        "that a new test kills a survivor")
     args = parser.parse_args(argv)
     # SIGTERM unwinds like Ctrl-C: the child test run is killed, the copy removed.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
@@ -227,7 +231,9 @@ def main(argv: list[str] | None = None) -> int:
     source = (REPO / args.module).read_text()
     found = mutants(source)
     chosen = found
-    if args.max_mutants and len(found) > args.max_mutants:
+    if args.only:
+        chosen = [m for m in found if m.index in set(args.only)]
+    elif args.max_mutants and len(found) > args.max_mutants:
         chosen = sorted(random.Random(args.seed).sample(found, args.max_mutants),
                         key=lambda m: m.index)
     if args.list:

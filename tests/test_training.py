@@ -196,10 +196,26 @@ def test_load_state_dict_checks_buffers_against_their_parameters():
     assert set(state) == {"w", "velocity.w"} and int(state["w"]) == 7
     state["velocity.w"][0] = 5  # state_dict hands out copies
     np.testing.assert_array_equal(opt.state["velocity.w"], [1, 1, 1])
+    given = {"velocity.w": np.ones(3, np.float32)}
+    opt.load_state_dict(given)
+    given["velocity.w"][:] = 9  # and load_state_dict keeps copies of what it was given
+    np.testing.assert_array_equal(opt.state["velocity.w"], [1, 1, 1])
     # the buffer is used: v = 0.9 * 1 - 0.1 * 1 = 0.8 on every entry
     p = opt.params["w"]
     opt.step({"w": np.ones(3, np.float32)})
     np.testing.assert_allclose(p, [0.8, 0.8, 0.8], rtol=1e-6)
+
+
+def test_the_base_optimizer_has_no_step_of_its_own():
+    """A plugin optimizer that forgets ``step`` fails loudly, never trains silently."""
+    from mnistkit.optimizers.base import BaseOptimizer
+
+    opt = BaseOptimizer({"w": np.zeros(2, np.float32)}, lr=0.5)
+    with pytest.raises(NotImplementedError):
+        opt.step({"w": np.ones(2, np.float32)})
+    assert opt.lr == 0.5 and opt.state == {} and opt.state_dict() == {}
+    opt.start_epoch(3, 10)  # no schedule: the rate stays
+    assert opt.lr == 0.5
 
 
 def test_momentum_and_nesterov_follow_the_formulas_over_several_steps():
