@@ -257,8 +257,8 @@ def test_groups_round_trip_exactly(tmp_path):
     groups = {"params": {"W": np.arange(6, dtype=np.float32).reshape(2, 3),
                          "b": np.zeros(0, np.float32)},
               "trainer": {"meta": np.array('{"epoch": 1}'), "step": np.array(7)}}
-    save_checkpoint(tmp_path / "c.npz", groups)
-    back = load_checkpoint(tmp_path / "c.npz")
+    save_checkpoint(str(tmp_path / "c.npz"), groups)  # str or Path, both accepted
+    back = load_checkpoint(str(tmp_path / "c.npz"))
     assert set(back) == set(groups)
     for group, arrays in groups.items():
         assert set(back[group]) == set(arrays)
