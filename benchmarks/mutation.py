@@ -274,7 +274,11 @@ def main(argv: list[str] | None = None) -> int:
                                                                     "survived")}
     total = len(results)
     score = (counts["killed"] + counts["timeout"]) / total if total else 1.0
-    sampled = f" (a seeded sample of {total} of {len(found)})" if total < len(found) else ""
+    sampled = ""
+    if args.only:
+        sampled = f" (chosen with --only, of {len(found)})"
+    elif total < len(found):
+        sampled = f" (a seeded sample of {total} of {len(found)})"
     print(f"{args.module}: {total} mutants{sampled}: killed {counts['killed']}, timeout "
           f"{counts['timeout']}, survived {counts['survived']}: score {score:.1%}")
     if args.json:

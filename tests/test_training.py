@@ -851,3 +851,18 @@ def test_epoch_records_measure_the_first_10000_training_images_and_the_epoch_tim
     assert 0 < record.seconds <= took
     assert record.epoch == 1 and record.lr == 0.5
     assert record.train_loss == pytest.approx(np.mean(trainer.losses), rel=1e-12)
+
+
+def test_a_loss_returned_as_a_numpy_scalar_is_recorded_as_a_python_float(small):
+    """The contract asks for a float; a 0-d array or np.float32 still comes out as one
+    (progress lines format it, checkpoints store it)."""
+    class ArrayLoss(SoftmaxClassifier):
+        def loss_and_grads(self, x, y):
+            loss, grads = super().loss_and_grads(x, y)
+            return np.array(loss, np.float32), grads
+
+    trainer = _trainer(small, ArrayLoss(SoftmaxOptions(), np.random.default_rng(0)), epochs=1)
+    steps = [e for e in trainer.run() if type(e).__name__ == "StepFinished"]
+    assert len(steps) == 30 and all(type(e.loss) is float for e in steps)
+    assert all(type(v) is float for v in trainer.losses)
+    assert f"{steps[0].loss:.4f}"
