@@ -1,6 +1,7 @@
 """``plugins``, ``models``, ``optimizers``, ``datasets``, ``--help`` and ``--version``."""
 
 import json
+import signal
 import subprocess
 import sys
 
@@ -87,5 +88,6 @@ def test_help_does_not_import_heavy_modules():
             "if m in sys.modules]\n"
             "print('HEAVY', heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, env={"MNISTKIT_LOAD_PLUGINS": "", "PATH": ""}).stdout
+                         check=True, env={"MNISTKIT_LOAD_PLUGINS": "", "PATH": ""},
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)).stdout
     assert out.strip().endswith("HEAVY []")

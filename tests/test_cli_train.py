@@ -129,6 +129,12 @@ def test_test_on_something_that_is_not_a_run(tmp_path):
     assert result.exit_code == 1 and "not a run folder" in result.output
 
 
+def _default_sigint() -> None:
+    """preexec_fn: SIGINT back to its default in the child (a suite run as a background job
+    inherits it ignored; see ``default_signals`` in tests/reliability/conftest.py)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_saves_a_resumable_run_and_resume_finishes_it(tmp_path):
     """A real SIGINT to a real process: exit 130, then --resume ends like an uninterrupted run."""
     out = tmp_path / "r"
@@ -136,7 +142,7 @@ def test_ctrl_c_saves_a_resumable_run_and_resume_finishes_it(tmp_path):
             "--epochs", "3", "-m", "hidden_size=64", "--batch-size", "32", "--out", str(out)]
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-                            text=True)
+                            text=True, preexec_fn=_default_sigint)
     deadline = time.time() + 60  # wait for the first epoch's row: the signal lands in epoch 2
     history = out / "history.csv"
     while time.time() < deadline and not (
@@ -150,9 +156,9 @@ def test_ctrl_c_saves_a_resumable_run_and_resume_finishes_it(tmp_path):
 
     # Same BLAS thread count for all three processes: results are bit-identical per count.
     subprocess.run([*args[:4], "--resume", str(out), "--quiet"], env=env, check=True,
-                   capture_output=True)
+                   capture_output=True, preexec_fn=_default_sigint)
     subprocess.run([*args[:-1], str(tmp_path / "whole"), "--quiet"], env=env, check=True,
-                   capture_output=True)
+                   capture_output=True, preexec_fn=_default_sigint)
     a = np.load(out / "last.npz")
     b = np.load(tmp_path / "whole" / "last.npz")
     for key in ("params/W1", "params/b1", "params/W2", "params/b2"):

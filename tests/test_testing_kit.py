@@ -12,6 +12,7 @@ from mnistkit import hookimpl
 from mnistkit.data.dataset import Dataset, Split
 from mnistkit.errors import DataError
 from mnistkit.models.softmax import SoftmaxClassifier, SoftmaxOptions
+from mnistkit.models.twolayer import TwoLayerNet, TwoLayerOptions
 from mnistkit.optimizers.base import BaseOptimizer
 from mnistkit.optimizers.sgd import SGD, SGDOptions
 from mnistkit.testing import (
@@ -98,6 +99,21 @@ class Untrainable(SoftmaxClassifier):
         return np.zeros((x.shape[0], self.params["b"].shape[0]), np.float32)
 
 
+class ScoresForgetBias(SoftmaxClassifier):
+    """Right loss and gradients; scores() leaves out b (invisible while b is 0)."""
+
+    def scores(self, x):
+        return x @ self.params["W"]
+
+
+class TwoLayerScoresForgetHiddenBias(TwoLayerNet):
+    """The built-in network with b1 left out of scores() only."""
+
+    def scores(self, x):
+        h = np.maximum(x @ self.params["W1"], 0)
+        return h @ self.params["W2"] + self.params["b2"]
+
+
 class SgdStepForgetsBias(SoftmaxClassifier):
     """An optional fused step that updates W but not b."""
 
@@ -137,7 +153,8 @@ def failing_message(func, *args, **kwargs) -> str:
     (GlobalInit, "seed", "same seed"),
     (NoisyScores, "deterministic", "scores(x) differs"),
     (CachedWeights, "checkpoint", "cache nothing"),
-    (Untrainable, "overfit", "not 100%"),
+    (Untrainable, "checkpoint", "cross-entropy of scores() disagree"),
+    (ScoresForgetBias, "checkpoint", "cross-entropy of scores() disagree"),
     (SgdStepForgetsBias, "extras", "parameter 'b' differs"),
     (SgdStepLossAfter, "extras", "before the update"),
 ])
@@ -146,6 +163,41 @@ def test_broken_models_fail_with_what_and_how(cls, check, words):
     assert f"model 'broken' failed check '{check}'" in message
     assert words in message
     assert "How to fix:" in message
+
+
+def test_untrainable_scores_fail_overfit_too():
+    message = failing_message(check_model, Untrainable, SoftmaxOptions, name="broken",
+                              skip=["checkpoint"])
+    assert "model 'broken' failed check 'overfit'" in message and "not 100%" in message
+
+
+def test_twolayer_scores_without_the_hidden_bias_fail_the_checkpoint_check():
+    message = failing_message(check_model, TwoLayerScoresForgetHiddenBias, TwoLayerOptions,
+                              name="broken", options={"hidden_size": 16})
+    assert "model 'broken' failed check 'checkpoint'" in message
+    assert "non-zero biases" in message and "How to fix:" in message
+
+
+def test_a_regularised_or_dropout_model_passes_the_scores_and_loss_check():
+    """The regularisation term may differ from batch to batch only by rounding; a random
+    training loss (dropout) is not compared with the evaluation scores."""
+    from mnistkit.testing._core import Subject
+    from mnistkit.testing.models import _check_scores_match_loss
+
+    subject = Subject("model", "reg", TwoLayerNet, TwoLayerOptions)
+    model = TwoLayerNet(TwoLayerOptions(hidden_size=16, reg=0.5), np.random.default_rng(0))
+    _check_scores_match_loss(subject, model)  # a large L2 term, the same on every batch
+
+    class Dropout(TwoLayerNet):
+        def __init__(self, options, rng, n_inputs=784, n_classes=10):
+            super().__init__(options, rng, n_inputs, n_classes)
+            self.rng = rng
+
+        def loss_and_grads(self, x, y):
+            return super().loss_and_grads(x * (self.rng.random(x.shape) < 0.5), y)
+
+    _check_scores_match_loss(subject, Dropout(TwoLayerOptions(hidden_size=16),
+                                              np.random.default_rng(0)))
 
 
 def test_options_without_default():

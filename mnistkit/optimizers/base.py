@@ -58,13 +58,23 @@ def scheduled_lr(base_lr: float, schedule: str, epoch: int, epochs: int,
     - ``constant``: ``base_lr``.
     - ``step``: ``base_lr * gamma ** (epoch // step_size)``.
     - ``cosine``: ``base_lr * (1 + cos(pi * epoch / epochs)) / 2``.
+
+    Raises ``ValueError`` for an unknown schedule, ``epoch < 0`` or ``epochs < 1``, and
+    (whatever the schedule, so a bad setting never waits for its first use)
+    ``step_size < 1`` or ``gamma`` outside ``(0, 1]``.
     """
+    if epoch < 0 or epochs < 1:
+        raise ValueError(f"epoch {epoch} of {epochs}: need epoch >= 0 and epochs >= 1")
+    if step_size < 1:
+        raise ValueError(f"step_size must be >= 1; got {step_size}")
+    if not 0 < gamma <= 1:
+        raise ValueError(f"gamma must be in (0, 1]; got {gamma}")
     if schedule == "constant":
         return base_lr
     if schedule == "step":
-        return base_lr * gamma ** (epoch // max(step_size, 1))
+        return base_lr * gamma ** (epoch // step_size)
     if schedule == "cosine":
-        return base_lr * 0.5 * (1.0 + math.cos(math.pi * epoch / max(epochs, 1)))
+        return base_lr * 0.5 * (1.0 + math.cos(math.pi * epoch / epochs))
     raise ValueError(f"unknown schedule {schedule!r}")
 
 
@@ -126,6 +136,9 @@ class LearningRateOptions:
     def __post_init__(self) -> None:
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0; got {self.lr}")
+        if self.schedule not in ("constant", "step", "cosine"):
+            raise ValueError(f"schedule must be one of constant, step, cosine; got "
+                             f"{self.schedule!r}")
         if self.step_size < 1:
             raise ValueError(f"step_size must be >= 1; got {self.step_size}")
         if not 0 < self.gamma <= 1:

@@ -188,6 +188,9 @@ def _model_seed(s: Subject) -> None:
 
 def _model_checkpoint(s: Subject) -> None:
     model = _build_model(s, "checkpoint", seed=0)
+    # Trained parameters, not fresh ones: biases that start at 0 would hide a scores()
+    # that forgets them.
+    _perturb(model.params, np.random.default_rng(11))
     loaded = npz_round_trip(s, "checkpoint", model.params, "model.params")
     fresh = _build_model(s, "checkpoint", seed=1)
     if set(fresh.params) != set(loaded):
@@ -204,6 +207,52 @@ def _model_checkpoint(s: Subject) -> None:
                "its scores differ from the original model's",
                "read the weights from self.params on every call; cache nothing derived "
                "from them")
+    _check_scores_match_loss(s, fresh)
+
+
+def _perturb(params: dict[str, np.ndarray], rng: np.random.Generator) -> None:
+    """Add noise to every parameter in place (std: the parameter's own, at least 0.1), so
+    every bias is non-zero and every weight differs from its initial value."""
+    for p in params.values():
+        spread = max(float(np.std(p)), 0.1)
+        p += (rng.standard_normal(p.shape) * spread).astype(p.dtype)
+
+
+def _mean_cross_entropy(scores: np.ndarray, y: np.ndarray) -> float:
+    """Mean softmax cross-entropy of ``scores`` in float64 (the reference for the loss)."""
+    z = np.asarray(scores, np.float64)
+    z = z - z.max(axis=1, keepdims=True)
+    log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    return float(-log_p[np.arange(len(y)), y].mean())
+
+
+def _check_scores_match_loss(s: Subject, model: Any) -> None:
+    """``loss_and_grads`` must be the mean cross-entropy of ``scores`` plus a term that
+    depends on the parameters only (the regularisation): that difference is the same on
+    every batch, here a sparse one and an all-zero one (where only the biases act).
+
+    Skipped when the training loss is random (dropout): it then differs from the loss of
+    the evaluation scores on purpose.
+    """
+    x, y = tiny_problem(s.n_inputs, s.n_classes, 8, seed=4)
+    batches = [(x, y), (np.zeros_like(x), y)]
+    with frozen_rng(model) as reset:
+        reset()
+        first = float(model.loss_and_grads(x, y)[0])
+        if float(model.loss_and_grads(x, y)[0]) != first:
+            return  # training randomness: the "deterministic" check covers the rest
+        extras = []
+        for bx, by in batches:
+            reset()
+            loss = float(model.loss_and_grads(bx, by)[0])
+            extras.append((loss, loss - _mean_cross_entropy(model.scores(bx), by)))
+    (loss_a, extra_a), (loss_b, extra_b) = extras
+    if not abs(extra_a - extra_b) <= 2e-5 * (1 + abs(loss_a) + abs(loss_b)):
+        s.fail("checkpoint", "with non-zero biases, loss_and_grads and the cross-entropy of "
+               f"scores() disagree by {extra_a:.6g} on one batch and {extra_b:.6g} on "
+               "another (only a regularisation term, the same on every batch, may differ)",
+               "compute scores() exactly as the forward pass of loss_and_grads (every "
+               "bias included), and return the mean cross-entropy plus regularisation")
 
 
 def _model_overfit(s: Subject) -> None:

@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -82,11 +83,22 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def default_signals() -> None:
+    """``preexec_fn`` of every child process the tests start: SIGINT back to its default.
+
+    A test suite started as a background job (``pytest &`` in a script, a CI runner)
+    inherits SIGINT *ignored*, exec keeps it ignored, and Python then installs no
+    KeyboardInterrupt handler: a child would not react to the tests' Ctrl-C at all.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_python(code: str, *args: str, env: dict[str, str] | None = None,
                timeout: float = 120) -> subprocess.CompletedProcess:
     """Run ``python -c code args...`` and capture its text output."""
     return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
-                          env=env or subprocess_env(), timeout=timeout)
+                          env=env or subprocess_env(), timeout=timeout,
+                          preexec_fn=default_signals)
 
 
 def small_idx_folder(folder: Path, n_train: int = 600, n_test: int = 100, gz: bool = True,
@@ -109,14 +121,21 @@ class Hang(BaseException):
 
 @contextmanager
 def time_limit(seconds: float) -> Iterator[None]:
-    """Fail with :class:`Hang` if the block runs longer than ``seconds`` (main thread)."""
+    """Fail with :class:`Hang` if the block runs longer than ``seconds`` (main thread).
+
+    The timer pytest-timeout armed for the whole test (same signal) is put back afterwards
+    with the time it has left, so the per-test timeout still holds after the block."""
     def alarm(signum, frame):
         raise Hang(f"still running after {seconds} s")
 
     previous = signal.signal(signal.SIGALRM, alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    outer, _ = signal.setitimer(signal.ITIMER_REAL, seconds)
+    started = time.monotonic()
     try:
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+        if outer:
+            left = outer - (time.monotonic() - started)
+            signal.setitimer(signal.ITIMER_REAL, max(left, 0.001))

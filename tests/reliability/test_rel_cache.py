@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_python, subprocess_env
+from conftest import default_signals, run_python, subprocess_env
 
 from mnistkit.data.cache import CACHE_SUBDIR, idx_content_digest
 from mnistkit.data.idx import write_idx
@@ -32,7 +32,8 @@ def mnistkit(*args: str, cache: Path | None, env: dict[str, str] | None = None,
         env["MNISTKIT_CACHE_DIR"] = str(cache)
     env["MNISTKIT_LOAD_PLUGINS"] = ""
     return subprocess.run([sys.executable, "-m", "mnistkit", *map(str, args)], env=env,
-                          capture_output=True, text=True, timeout=120, cwd=cwd)
+                          capture_output=True, text=True, timeout=120, cwd=cwd,
+                          preexec_fn=default_signals)
 
 
 def no_traceback(proc: subprocess.CompletedProcess) -> None:
@@ -244,7 +245,7 @@ def test_no_cache_is_created_without_a_usable_home(tmp_path, home):
              "relative": "rel-home"}[home]
     env = homeless_env(value)
     proc = subprocess.run([sys.executable, "-c", COUNT_CACHED], env=env, cwd=work,
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=60, preexec_fn=default_signals)
     assert proc.returncode == 0 and proc.stdout.strip() == "0", proc.stderr  # never a hit
     inspected = mnistkit("inspect", "--json", cache=None, env=env, cwd=work)
     no_traceback(inspected)

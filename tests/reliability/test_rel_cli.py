@@ -15,7 +15,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import REPO, assert_one_line_error, invoke, subprocess_env
+from conftest import REPO, assert_one_line_error, default_signals, invoke, subprocess_env
 
 QUICK = ["--limit", "1000", "--val-size", "100", "--epochs", "1", "-m", "hidden_size=8"]
 
@@ -192,7 +192,8 @@ def mnistkit(site: Path, *args: str, load: str | None = None) -> subprocess.Comp
     if load is not None:
         env["MNISTKIT_LOAD_PLUGINS"] = load
     return subprocess.run([sys.executable, "-m", "mnistkit", *map(str, args)], env=env,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120,
+                          preexec_fn=default_signals)
 
 
 def warnings_of(proc: subprocess.CompletedProcess) -> list[str]:

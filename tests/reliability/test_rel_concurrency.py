@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_one_line_error, invoke, subprocess_env
+from conftest import assert_one_line_error, default_signals, invoke, subprocess_env
 
 from mnistkit.datasets import load_dataset
 from mnistkit.errors import RunError, TrainingError
@@ -35,7 +35,7 @@ LONG = ["--limit", "2000", "--val-size", "100", "--epochs", "200", "-m", "hidden
 def start_train(*args: str, cwd: Path | None = None) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "mnistkit", "train", *args],
                             env=subprocess_env(), cwd=cwd, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=default_signals)
 
 
 def finish(proc: subprocess.Popen, timeout: float = 120) -> tuple[int, str]:

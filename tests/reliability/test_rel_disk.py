@@ -21,7 +21,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import assert_one_line_error, invoke, subprocess_env
+from conftest import assert_one_line_error, default_signals, invoke, subprocess_env
 
 import mnistkit.checkpoint
 import mnistkit.runs
@@ -96,6 +96,7 @@ def test_disk_full_when_writing_run_json(tmp_path, monkeypatch):
 
 
 def _limit_file_size() -> None:  # in the child, before exec
+    default_signals()
     resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of being killed
 

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, subprocess_env
+from conftest import REPO, default_signals, subprocess_env
 
 from mnistkit.data.download import RemoteFile, fetch_files
 from mnistkit.errors import DownloadError
@@ -109,7 +109,7 @@ def test_ctrl_c_during_a_download_through_the_cli_leaves_no_file(server, tmp_pat
     proc = subprocess.Popen(
         [sys.executable, "-c", DRIVER, server.base, str(folder), REMOTE.md5, "inspect",
          "--dataset", "remote"], env=subprocess_env(PYTHONPATH=str(REPO)),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_signals)
     deadline = time.time() + 60
     while not list(folder.glob(".data.bin.*.part")) and time.time() < deadline:
         time.sleep(0.01)

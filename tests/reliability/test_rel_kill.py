@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import KILL_REPEATS, invoke, subprocess_env
+from conftest import KILL_REPEATS, default_signals, invoke, subprocess_env
 
 from mnistkit.checkpoint import load_checkpoint, save_checkpoint
 from mnistkit.run_folder import LAST_NPZ, remove_stale_temporaries
@@ -137,7 +137,8 @@ def test_sigkilled_training_leaves_a_resumable_run(tmp_path, reference, delay):
     out = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "mnistkit", "train", *TRAIN, "--out",
                              str(out), "--quiet"], env=subprocess_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            preexec_fn=default_signals)
     deadline = time.time() + 60
     while not (out / "run.json").exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.005)

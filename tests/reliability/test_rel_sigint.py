@@ -20,7 +20,7 @@ from pathlib import Path
 import _signal_plugin
 import numpy as np
 import pytest
-from conftest import invoke, subprocess_env
+from conftest import default_signals, invoke, subprocess_env
 
 from mnistkit.checkpoint import load_checkpoint
 from mnistkit.cli import build_cli
@@ -53,7 +53,8 @@ def interrupt_at(point: str, folder: Path) -> dict:
     env = subprocess_env(MNISTKIT_TEST_SIGNAL_AT=point, MNISTKIT_TEST_MARKER=str(marker),
                          PYTHONPATH=f"{subprocess_env()['PYTHONPATH']}:{HERE}")
     proc = subprocess.Popen([sys.executable, "-c", _signal_plugin.DRIVER, "train", *args],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=default_signals)
     deadline = time.time() + 90
     while not marker.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.01)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_one_line_error, invoke, subprocess_env
+from conftest import assert_one_line_error, default_signals, invoke, subprocess_env
 
 from mnistkit.checkpoint import load_checkpoint
 
@@ -25,14 +25,10 @@ SMALL = ["-m", "hidden_size=16", "-o", "lr=0.3", "--seeds", "2", "--epochs", "1"
          "--limit", "1000", "--val-size", "200", "--threads", "1"]
 
 
-def _default_sigint() -> None:  # the suite may run as a background job (SIGINT ignored)
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def sweep_process(*args: str, cwd: Path | None = None) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "mnistkit", "sweep", *args],
                             env=subprocess_env(), cwd=cwd, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=default_signals)
 
 
 def run_sweep(*args: str, timeout: float = 300) -> tuple[int, str, str]:
