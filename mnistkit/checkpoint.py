@@ -186,15 +186,8 @@ def check_params(path: Path | str, saved: dict[str, np.ndarray],
                  expected: dict[str, np.ndarray]) -> None:
     """Raise :class:`RunError` unless ``saved`` has exactly the keys, shapes and dtypes of
     ``expected`` (the parameters of a freshly built model) and only finite values."""
-    missing = sorted(set(expected) - set(saved))
-    extra = sorted(set(saved) - set(expected))
-    if missing or extra:
-        raise RunError(f"{path}: parameters do not match the model (missing: "
-                       f"{', '.join(missing) or 'none'}; extra: {', '.join(extra) or 'none'})")
-    for key, ref in expected.items():
-        got = saved[key]
-        if got.shape != ref.shape or got.dtype != ref.dtype:
-            raise RunError(f"{path}: parameter {key!r} is {got.dtype} {got.shape}, the model "
-                           f"expects {ref.dtype} {ref.shape}")
+    _compare_params(Path(path), {k: (tuple(v.shape), v.dtype) for k, v in saved.items()},
+                    expected)
+    for key, got in saved.items():
         if not np.all(np.isfinite(got)):
             raise RunError(f"{path}: parameter {key!r} holds NaN or infinite values")
