@@ -46,3 +46,7 @@ class TrainingError(MnistkitError):
 
 class DownloadError(DataError):
     """A dataset could not be downloaded or failed its checksum."""
+
+
+class ExportError(MnistkitError):
+    """A run cannot be exported (the model does not support it, or a package is missing)."""

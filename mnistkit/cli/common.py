@@ -38,8 +38,15 @@ def dataset_options(func: F) -> F:
         help=f"Folder with the dataset's IDX files (plain or .gz) instead of the bundled copy. "
              f"Env: {DATA_DIR_ENV}.")(func)
     func = click.option("--dataset", "dataset_name", default="mnist", show_default=True,
-                        metavar="NAME", help="Dataset to use (see 'mnistkit datasets').")(func)
+                        metavar="NAME", help="Dataset to use (see 'mnistkit datasets').",
+                        shell_complete=_complete_datasets)(func)
     return func
+
+
+def _complete_datasets(ctx: click.Context, param: click.Parameter, incomplete: str) -> list:
+    from mnistkit.cli.completion import complete_datasets
+
+    return complete_datasets(ctx, param, incomplete)
 
 
 def json_option(func: F) -> F:

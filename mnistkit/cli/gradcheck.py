@@ -14,12 +14,14 @@ from mnistkit.cli.common import (
     load_dataset_for_cli,
     print_json,
 )
+from mnistkit.cli.completion import complete_model_options, complete_models
 
 
 @click.command("gradcheck")
 @click.option("--model", "model_name", required=True, metavar="NAME",
-              help="Model to check (see 'mnistkit models').")
+              shell_complete=complete_models, help="Model to check (see 'mnistkit models').")
 @click.option("-m", "--model-option", "model_options", multiple=True, metavar="KEY=VALUE",
+              shell_complete=complete_model_options,
               help="Set a model option, e.g. -m hidden_size=64 (repeatable).")
 @click.option("--batch", default=8, show_default=True, type=click.IntRange(1, 1000),
               help="Number of examples in the batch.")

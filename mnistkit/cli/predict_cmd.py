@@ -8,11 +8,13 @@ from typing import Any
 import click
 
 from mnistkit.cli.common import console, json_option, print_json
+from mnistkit.cli.completion import complete_run_folders
 from mnistkit.cli.train_cmds import _load_run_for_cli
 
 
 @click.command("predict", short_help="Classify your own digit pictures with a trained run.")
-@click.argument("run_path", metavar="RUN", type=click.Path(path_type=Path))
+@click.argument("run_path", metavar="RUN", type=click.Path(path_type=Path),
+                shell_complete=complete_run_folders)
 @click.argument("images", metavar="IMAGE...", nargs=-1, required=True,
                 type=click.Path(path_type=Path))
 @click.option("--top", type=click.IntRange(1, 10), default=3, show_default=True,

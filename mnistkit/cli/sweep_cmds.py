@@ -11,6 +11,13 @@ from typing import Any
 import click
 
 from mnistkit.cli.common import console, json_option, print_json
+from mnistkit.cli.completion import (
+    complete_datasets,
+    complete_model_options,
+    complete_models,
+    complete_optimizer_options,
+    complete_optimizers,
+)
 
 EXIT_INTERRUPTED = 130
 _TABLE_ROWS = 24  # rows of the live table: running and failed trials first, then the latest
@@ -36,20 +43,22 @@ class _SweepSignals:
 @click.argument("sweep_file", metavar="[SWEEP.toml]", required=False,
                 type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--model", default="twolayer", show_default=True, metavar="NAME[,NAME...]",
-              help="Model(s) to train.")
+              shell_complete=complete_models, help="Model(s) to train.")
 @click.option("--optimizer", default="sgd", show_default=True, metavar="NAME[,NAME...]",
-              help="Optimizer(s).")
+              shell_complete=complete_optimizers, help="Optimizer(s).")
 @click.option("-m", "--model-option", "model_options", multiple=True,
+              shell_complete=complete_model_options,
               metavar="KEY=V1,V2,...", help="Model option values to sweep, e.g. "
                                             "-m hidden_size=64,128,256 (repeatable).")
 @click.option("-o", "--optimizer-option", "optimizer_options", multiple=True,
+              shell_complete=complete_optimizer_options,
               metavar="KEY=V1,V2,...", help="Optimizer option values, e.g. -o lr=0.05,0.1.")
 @click.option("--epochs", default="20", show_default=True, metavar="N[,N...]",
               help="Epochs per trial.")
 @click.option("--batch-size", default="128", show_default=True, metavar="N[,N...]",
               help="Images per step.")
 @click.option("--dataset", default="mnist", show_default=True, metavar="NAME[,NAME...]",
-              help="Dataset(s).")
+              shell_complete=complete_datasets, help="Dataset(s).")
 @click.option("--seeds", type=int, default=1, show_default=True, metavar="N",
               help="Seeds per configuration (0..N-1): the summary gives mean and spread.")
 @click.option("--search", type=click.Choice(["grid", "random", "tpe"]), default="grid",

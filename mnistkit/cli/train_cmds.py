@@ -18,6 +18,13 @@ from mnistkit.cli.common import (
     load_dataset_for_cli,
     print_json,
 )
+from mnistkit.cli.completion import (
+    complete_model_options,
+    complete_models,
+    complete_optimizer_options,
+    complete_optimizers,
+    complete_run_folders,
+)
 from mnistkit.errors import MnistkitError
 
 EXIT_INTERRUPTED = 130
@@ -79,12 +86,16 @@ class _StopFlag:
 
 @click.command("train", short_help="Train a model; the run is saved in a folder.")
 @click.option("--model", "model_name", default="twolayer", show_default=True, metavar="NAME",
+              shell_complete=complete_models,
               help="Model to train (see 'mnistkit models').")
 @click.option("--optimizer", "optimizer_name", default="sgd", show_default=True, metavar="NAME",
+              shell_complete=complete_optimizers,
               help="Optimizer (see 'mnistkit optimizers').")
 @click.option("-m", "--model-option", "model_options", multiple=True, metavar="KEY=VALUE",
+              shell_complete=complete_model_options,
               help="Set a model option, e.g. -m hidden_size=512 (repeatable).")
 @click.option("-o", "--optimizer-option", "optimizer_options", multiple=True,
+              shell_complete=complete_optimizer_options,
               metavar="KEY=VALUE", help="Set an optimizer option, e.g. -o lr=0.1 (repeatable).")
 @click.option("--epochs", type=int, default=None, help="Passes over the training set. "
               "[default: 20; with --resume: the run's own]")
@@ -108,6 +119,7 @@ class _StopFlag:
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Run folder to create. [default: runs/<timestamp>-<model>]")
 @click.option("--resume", type=click.Path(path_type=Path), default=None, metavar="RUN",
+              shell_complete=complete_run_folders,
               help="Continue an interrupted run folder from its last checkpoint.")
 @threads_option
 @click.option("-q", "--quiet", is_flag=True, help="Print only the final line.")
@@ -330,7 +342,8 @@ def _load_run_for_cli(run_path: Path, data_dir: Path | None, which: str) -> tupl
 
 
 @click.command("test", short_help="Evaluate a trained run: accuracy, per class, confusion.")
-@click.argument("run_path", metavar="RUN", type=click.Path(path_type=Path))
+@click.argument("run_path", metavar="RUN", type=click.Path(path_type=Path),
+                shell_complete=complete_run_folders)
 @click.option("--split", type=click.Choice(["test", "val", "train"]), default="test",
               show_default=True, help="Images to evaluate on (val: the run's held-out part "
                                       "of the training set).")

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import click
 
+from mnistkit.cli.completion import complete_run_folders
 from mnistkit.cli.data_cmds import show_samples_command
 from mnistkit.errors import OptionsError
 
@@ -180,7 +181,7 @@ def sweep_command(sweep_path: Path, output: Path | None, show: bool) -> None:
 
 @visualise_group.command("history")
 @click.argument("runs", metavar="RUN...", nargs=-1, required=True,
-                type=click.Path(path_type=Path))
+                type=click.Path(path_type=Path), shell_complete=complete_run_folders)
 @_output_option("RUN/history.png for one run, history.png for several")
 @_show_option
 def history_command(runs: tuple[Path, ...], output: Path | None, show: bool) -> None:
@@ -211,7 +212,8 @@ def history_command(runs: tuple[Path, ...], output: Path | None, show: bool) -> 
 
 
 @visualise_group.command("weights")
-@click.argument("run_path", metavar="RUN", type=click.Path(path_type=Path))
+@click.argument("run_path", metavar="RUN", type=click.Path(path_type=Path),
+                shell_complete=complete_run_folders)
 @click.option("-n", "max_units", type=click.IntRange(min=1), default=32, show_default=True,
               help="Most hidden units to draw (the first ones); a softmax run shows all ten "
                    "class templates.")
@@ -292,7 +294,8 @@ def _initial_first_layer(loaded: Any, dataset: Any) -> Any:
 
 
 @visualise_group.command("confusion")
-@click.argument("run_path", metavar="RUN", type=click.Path(path_type=Path))
+@click.argument("run_path", metavar="RUN", type=click.Path(path_type=Path),
+                shell_complete=complete_run_folders)
 @_SPLIT_OPTION
 @_output_option("RUN/confusion-SPLIT.png")
 @_show_option
@@ -325,7 +328,8 @@ def confusion_command(run_path: Path, split: str, output: Path | None, show: boo
 
 
 @visualise_group.command("errors")
-@click.argument("run_path", metavar="RUN", type=click.Path(path_type=Path))
+@click.argument("run_path", metavar="RUN", type=click.Path(path_type=Path),
+                shell_complete=complete_run_folders)
 @click.option("-n", "count", type=click.IntRange(1, 100), default=16, show_default=True,
               help="Number of mistakes to show.")
 @_SPLIT_OPTION
@@ -379,7 +383,8 @@ def errors_command(run_path: Path, count: int, split: str, terminal: bool,
 
 
 @visualise_group.command("embedding")
-@click.argument("run_path", metavar="RUN", type=click.Path(path_type=Path))
+@click.argument("run_path", metavar="RUN", type=click.Path(path_type=Path),
+                shell_complete=complete_run_folders)
 @click.option("-n", "count", type=click.IntRange(min=2), default=5000, show_default=True,
               help="Number of test images to project (a fixed random subset).")
 @_output_option("RUN/embedding.png")

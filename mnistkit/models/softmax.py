@@ -68,3 +68,9 @@ class SoftmaxClassifier:
     def first_layer(self) -> np.ndarray:
         """``W`` ``(784, 10)``: one template per class."""
         return self.params["W"]
+
+    def export_layers(self) -> list:
+        """``scores`` as one layer for ``mnistkit export``."""
+        from mnistkit.export import Dense
+
+        return [Dense(self.params["W"], self.params["b"])]

@@ -182,3 +182,10 @@ class TwoLayerNet:
     def hidden(self, x: np.ndarray) -> np.ndarray:
         """Hidden activations ``(B, H)``."""
         return np.maximum(x @ self.params["W1"] + self.params["b1"], 0)
+
+    def export_layers(self) -> list:
+        """``scores`` as layers for ``mnistkit export``; the ReLU output is ``hidden``."""
+        from mnistkit.export import Dense, ReLU
+
+        p = self.params
+        return [Dense(p["W1"], p["b1"]), ReLU(output="hidden"), Dense(p["W2"], p["b2"])]

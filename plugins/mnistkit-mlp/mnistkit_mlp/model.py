@@ -162,3 +162,15 @@ class MLP:
     def hidden(self, x: np.ndarray) -> np.ndarray:
         """Activations of the last hidden layer ``(B, Hn)``, without dropout."""
         return self._hidden_layers(x)
+
+    def export_layers(self) -> list:
+        """``scores`` as layers for ``mnistkit export`` (no dropout: it is training-only);
+        the last hidden layer's ReLU output is ``hidden``, as :meth:`hidden` gives."""
+        from mnistkit.export import Dense, ReLU
+
+        p, n = self.params, self.n_layers
+        layers: list = []
+        for i in range(1, n):
+            layers += [Dense(p[f"W{i}"], p[f"b{i}"]),
+                       ReLU(output="hidden" if i == n - 1 else None)]
+        return [*layers, Dense(p[f"W{n}"], p[f"b{n}"])]
