@@ -189,10 +189,10 @@ def completion_command(ctx: click.Context, shell: str) -> None:
     model/optimizer/dataset names, -m/-o option names and run folders.
 
     \b
-    Install it once:
-      bash: echo 'eval "$(mnistkit completion bash)"' >> ~/.bashrc
-      zsh:  echo 'eval "$(mnistkit completion zsh)"' >> ~/.zshrc
-      fish: mnistkit completion fish > ~/.config/fish/completions/mnistkit.fish
+    Example (install it once; open a new shell after):
+      echo 'eval "$(mnistkit completion bash)"' >> ~/.bashrc
+      echo 'eval "$(mnistkit completion zsh)"' >> ~/.zshrc
+      mnistkit completion fish > ~/.config/fish/completions/mnistkit.fish
     """
     click.echo(completion_script(ctx.find_root().command, shell))
 
