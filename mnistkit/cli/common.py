@@ -31,8 +31,29 @@ def current_plugins() -> Plugins:
     return get_plugins()
 
 
+DATASET_OPTIONS_KEY = "mnistkit.dataset_options"
+
+
+def _remember_dataset_options(ctx: click.Context, param: click.Parameter,
+                              values: tuple[str, ...]) -> None:
+    """Keep ``-d KEY=VALUE`` values in ``ctx.meta`` for :func:`load_dataset_for_cli`."""
+    parsed = {}
+    for value in values:
+        key, equals, text = value.partition("=")
+        if not equals or not key:
+            raise click.BadParameter(f"expected KEY=VALUE; got {value!r}", ctx, param)
+        parsed[key.strip()] = text
+    ctx.meta[DATASET_OPTIONS_KEY] = parsed
+
+
 def dataset_options(func: F) -> F:
-    """Add ``--dataset NAME`` and ``--data-dir DIR`` (env ``MNISTKIT_DATA_DIR``)."""
+    """Add ``--dataset NAME``, ``--data-dir DIR`` (env ``MNISTKIT_DATA_DIR``) and
+    ``-d/--dataset-option KEY=VALUE`` (the dataset's declared options, e.g. a loader)."""
+    func = click.option(
+        "-d", "--dataset-option", multiple=True, metavar="KEY=VALUE", expose_value=False,
+        callback=_remember_dataset_options, shell_complete=_complete_dataset_options,
+        help="Set a dataset option, e.g. -d loader=python-mnist (see 'mnistkit datasets'; "
+             "repeatable).")(func)
     func = click.option(
         "--data-dir", type=click.Path(path_type=Path), envvar=DATA_DIR_ENV, default=None,
         help=f"Folder with the dataset's IDX files (plain or .gz) instead of the bundled copy. "
@@ -49,6 +70,13 @@ def _complete_datasets(ctx: click.Context, param: click.Parameter, incomplete: s
     return complete_datasets(ctx, param, incomplete)
 
 
+def _complete_dataset_options(ctx: click.Context, param: click.Parameter,
+                              incomplete: str) -> list:
+    from mnistkit.cli.completion import complete_dataset_options
+
+    return complete_dataset_options(ctx, param, incomplete)
+
+
 def json_option(func: F) -> F:
     """Add ``--json``: machine-readable output on stdout instead of tables."""
     return click.option("--json", "as_json", is_flag=True,
@@ -59,7 +87,10 @@ def load_dataset_for_cli(dataset_name: str, data_dir: Path | None) -> Any:
     """Load a dataset through the current plugins' registry."""
     from mnistkit.datasets import load_dataset
 
-    return load_dataset(dataset_name, data_dir, registry=current_plugins().registry)
+    ctx = click.get_current_context(silent=True)
+    options = ctx.meta.get(DATASET_OPTIONS_KEY) if ctx is not None else None
+    return load_dataset(dataset_name, data_dir, options=options or None,
+                        registry=current_plugins().registry)
 
 
 def print_json(value: Any) -> None:

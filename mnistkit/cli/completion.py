@@ -71,7 +71,7 @@ def _chosen(ctx: click.Context, kind: str) -> list[str]:
         value = ctx.params.get(key)
         if isinstance(value, str) and value:
             return [part for part in value.split(",") if part]
-    return ["twolayer" if kind == "model" else "sgd"]
+    return [{"model": "twolayer", "optimizer": "sgd"}.get(kind, "mnist")]
 
 
 def _complete_option_names(ctx: click.Context, kind: str,
@@ -115,6 +115,12 @@ def complete_optimizer_options(ctx: click.Context, param: click.Parameter,
                                incomplete: str) -> list[CompletionItem]:
     """``-o KEY=``: the options of the chosen ``--optimizer``."""
     return _safe(lambda: _complete_option_names(ctx, "optimizer", incomplete))
+
+
+def complete_dataset_options(ctx: click.Context, param: click.Parameter,
+                             incomplete: str) -> list[CompletionItem]:
+    """``-d KEY=``: the options of the chosen ``--dataset``."""
+    return _safe(lambda: _complete_option_names(ctx, "dataset", incomplete))
 
 
 def run_folders(incomplete: str, depth: int = RUN_SEARCH_DEPTH,
