@@ -171,6 +171,30 @@ def _read_python_mnist(paths: dict[str, Path], spec: EmnistSpec) -> dict[str, Sp
     return splits
 
 
+def check_mapping(folder: Path, spec: EmnistSpec) -> None:
+    """Compare the class names with ``emnist-<subset>-mapping.txt`` when the folder has it
+    (lines ``label code`` or, for letters, ``label upper lower``: the last code is the
+    name used here); a difference raises :class:`DataError`."""
+    for location in (folder, folder / "gzip"):
+        path = location / f"emnist-{spec.subset}-mapping.txt"
+        if path.is_file():
+            break
+    else:
+        return
+    try:
+        rows = [line.split() for line in path.read_text().splitlines() if line.strip()]
+        mapping = {int(row[0]) - spec.label_offset: chr(int(row[-1])) for row in rows}
+    except (OSError, ValueError, IndexError) as exc:
+        raise DataError(f"{path}: not an EMNIST mapping file ({exc})") from None
+    expected = dict(enumerate(spec.class_names))
+    if mapping != expected:
+        wrong = sorted(k for k in expected.keys() | mapping.keys()
+                       if mapping.get(k) != expected.get(k))
+        raise DataError(f"{path}: label {wrong[0] + spec.label_offset} is "
+                        f"{mapping.get(wrong[0])!r} there but {expected.get(wrong[0])!r} in "
+                        f"mnistkit-emnist's class names (a different EMNIST release?)")
+
+
 def load(name: str, data_dir: Path | None = None, loader: str = "mnistkit") -> Dataset:
     """Load EMNIST dataset ``name`` from ``data_dir`` (``None``: :func:`default_folder`)
     with the ``mnistkit`` or ``python-mnist`` reader."""
@@ -179,6 +203,7 @@ def load(name: str, data_dir: Path | None = None, loader: str = "mnistkit") -> D
         raise DataError(f"loader must be one of {', '.join(LOADERS)}; got {loader!r}")
     folder = Path(data_dir) if data_dir is not None else default_folder()
     paths = find_files(folder, spec)
+    check_mapping(folder, spec)
     if loader == "mnistkit":
         splits, md5s = _read_mnistkit(paths, spec)
         source = str(folder)

@@ -141,6 +141,28 @@ def test_missing_files_explain_how_to_get_them(tmp_path):
     assert "nist.gov" in message and "--data-dir" in message and "gzip.zip" in message
 
 
+def _mapping_lines(name: str) -> list[str]:
+    spec = SPECS[name]
+    if spec.label_offset:  # letters: label, upper-case code, lower-case code
+        return [f"{i + 1} {ord(c.upper())} {ord(c)}" for i, c in enumerate(spec.class_names)]
+    return [f"{i} {ord(c)}" for i, c in enumerate(spec.class_names)]
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_class_names_are_checked_against_a_mapping_file(tmp_path, name):
+    write_emnist(tmp_path, names=(name,))
+    subset = SPECS[name].subset
+    mapping = tmp_path / f"emnist-{subset}-mapping.txt"
+    lines = _mapping_lines(name)
+    mapping.write_text("\n".join(lines) + "\n")
+    assert load(name, tmp_path).class_names == SPECS[name].class_names
+    label, code = lines[-1].split()[0], lines[-1].split()[-1]
+    lines[-1] = f"{label} {int(code) + 1}"
+    mapping.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=f"label {label} is"):
+        load(name, tmp_path)
+
+
 def test_a_letters_label_of_zero_is_a_data_error(tmp_path):
     write_emnist(tmp_path, names=("emnist-letters",))
     write_idx(tmp_path / "emnist-letters-test-labels-idx1-ubyte.gz",
