@@ -6,12 +6,13 @@ from pathlib import Path
 
 import click
 
+from mnistkit.cli.completion import complete_run_folders
 from mnistkit_compare.summary import NUMERIC
 
 
 @click.command("compare")
 @click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path),
-                metavar="RUN...")
+                metavar="RUN...", shell_complete=complete_run_folders)
 @click.option("--sort", "sort_key", type=click.Choice(NUMERIC), default=None,
               help="Order the runs by this column, best first (default: as given).")
 @click.option("--json", "as_json", is_flag=True,
