@@ -224,6 +224,25 @@ def test_layers_that_do_not_reproduce_scores_are_refused():
                                      (28, 28), tuple("0123456789")))
 
 
+class _WrongExport(SoftmaxClassifier):
+    """export_layers() forgets the bias: the conformance kit must catch it."""
+
+    def __init__(self, options, rng, n_inputs=784, n_classes=10):
+        super().__init__(SoftmaxOptions(init_std=0.1), rng, n_inputs, n_classes)
+        self.params["b"][...] = 1.0
+
+    def export_layers(self):
+        return [Dense(self.params["W"], np.zeros_like(self.params["b"]))]
+
+
+def test_the_conformance_kit_checks_export_layers():
+    from mnistkit.testing import check_model
+
+    check_model(SoftmaxClassifier, SoftmaxOptions)  # the built-in passes
+    with pytest.raises(AssertionError, match="extras.*does not reproduce scores"):
+        check_model(_WrongExport, None, skip=["overfit", "gradients", "checkpoint"])
+
+
 @pytest.mark.parametrize("layers, message", [
     ([], "must end with a Dense layer"),
     ([Dense(np.zeros((784, 8), np.float32), np.zeros(8, np.float32)), ReLU()],

@@ -295,6 +295,22 @@ def _model_extras(s: Subject) -> None:
                    "return (batch, units)")
     if hasattr(model, "sgd_step"):
         _check_sgd_step(s)
+    if hasattr(model, "export_layers"):
+        _check_export_layers(s, model)
+
+
+def _check_export_layers(s: Subject, model: Any) -> None:
+    """``export_layers()``, if present, must be a Dense/ReLU chain reproducing ``scores``."""
+    from mnistkit.errors import ExportError
+    from mnistkit.export import ExportSpec, check_faithful, model_layers
+
+    try:
+        layers = model_layers(model, s.name)
+        check_faithful(model, ExportSpec(layers, s.name, 1 / 255, (1, s.n_inputs),
+                                         tuple(str(c) for c in range(s.n_classes))))
+    except ExportError as exc:
+        s.fail("extras", str(exc), "return [Dense(W, b), ReLU(), ..., Dense(W, b)] from "
+               "mnistkit.export: the steps scores(x) computes, with the arrays of params")
 
 
 def _check_sgd_step(s: Subject, lr: float = 0.1, steps: int = 3) -> None:

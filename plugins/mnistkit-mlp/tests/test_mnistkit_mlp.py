@@ -107,3 +107,38 @@ def test_cli_gradcheck_and_train(tmp_path):
     record = json.loads(result.stdout)
     assert record["model_options"]["layers"] == [64, 32]
     assert record["metrics"]["test_accuracy"] > 0.8
+
+
+def test_export_to_onnx_matches_on_the_test_set(tmp_path):
+    """A real `mnistkit train` + `mnistkit export` of an mlp with two hidden layers: the
+    ONNX model checks, and gives mnistkit's probabilities on the 10,000 test images."""
+    import os
+    import subprocess
+    import sys
+
+    onnx = pytest.importorskip("onnx")
+    from onnx.reference import ReferenceEvaluator
+
+    from mnistkit.data.mnist import load_mnist
+    from mnistkit.evaluation import predict_scores
+    from mnistkit.models.base import softmax
+    from mnistkit.run_folder import load_run
+
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "MNISTKIT_LOAD_PLUGINS": "mnistkit-mlp"}
+    run, target = tmp_path / "run", tmp_path / "mlp.onnx"
+    for args in (["train", "--model", "mlp", "-m", "layers=64,32", "--epochs", "1",
+                  "--limit", "3000", "--val-size", "1000", "--out", run, "--quiet"],
+                 ["export", run, "-o", target]):
+        done = subprocess.run([sys.executable, "-m", "mnistkit", *map(str, args)],
+                              capture_output=True, text=True, env=env, timeout=300)
+        assert done.returncode == 0, done.stderr
+    proto = onnx.load(str(target))
+    onnx.checker.check_model(proto, full_check=True)
+    assert [n.op_type for n in proto.graph.node].count("Gemm") == 3
+    data = load_mnist()
+    loaded = load_run(run, load_plugins([mnistkit_mlp], entry_points=False).registry, data)
+    expected = softmax(predict_scores(loaded.model, data.test.images, loaded.pixel_scale))
+    probabilities, hidden = ReferenceEvaluator(proto).run(None, {"images": data.test.images})
+    assert float(np.max(np.abs(probabilities - expected))) < 1e-5
+    assert np.array_equal(probabilities.argmax(axis=1), expected.argmax(axis=1))
+    assert hidden.shape == (10_000, 32)  # the last hidden layer, as hidden(x) gives
