@@ -38,13 +38,9 @@ def _complete_names(kind: str, incomplete: str) -> list[CompletionItem]:
     (``--model a,b`` in ``sweep`` takes lists)."""
     head, _, last = incomplete.rpartition(",")
     prefix = f"{head}," if head else ""
-    registry = current_plugins().registry
-    items = []
-    for name in registry.names(kind):  # type: ignore[arg-type]
-        if name.startswith(last):
-            entry_help = registry.get(kind, name).help if head == "" else ""  # type: ignore[arg-type]
-            items.append(CompletionItem(prefix + name, help=entry_help or None))
-    return items
+    entries = current_plugins().registry.entries(kind)  # type: ignore[arg-type]
+    return [CompletionItem(prefix + entry.name, help=None if head else (entry.help or None))
+            for entry in entries if entry.name.startswith(last)]
 
 
 def complete_models(ctx: click.Context, param: click.Parameter,
