@@ -115,8 +115,9 @@ def test_loading_ignores_and_keeps_stale_temporaries(tmp_path):
     assert stale.exists()
 
 
-# ~6000 steps (under a second of training): long enough to be killed in the middle
-TRAIN = ["--limit", "24000", "--val-size", "500", "--epochs", "2", "-m", "hidden_size=48",
+# ~15000 steps (a few seconds of training): long enough to be killed in the middle even at
+# 0.6 s on a fast machine (with 2 epochs a kill at 0.6 s could land after the run finished)
+TRAIN = ["--limit", "24000", "--val-size", "500", "--epochs", "5", "-m", "hidden_size=48",
          "--batch-size", "8", "-o", "lr=0.1", "--seed", "3"]
 
 
@@ -144,6 +145,8 @@ def test_sigkilled_training_leaves_a_resumable_run(tmp_path, reference, delay):
         time.sleep(0.005)
     time.sleep(delay)
     assert proc.poll() is None, "training ended before the kill: make it longer"
+    assert json.loads((out / "run.json").read_text())["status"] != "finished", \
+        "the run finished before the kill: make it longer"
     proc.kill()
     proc.wait()
     assert (out / "run.json").exists() and (out / LAST_NPZ).exists()
