@@ -264,8 +264,12 @@ def pixels_image(values: Any) -> np.ndarray:
     if not isinstance(values, list):
         raise RequestError(422, f"'pixels' must be a list of 28 rows of 28 numbers; got "
                                 f"{_json_type(values)}")
-    flat = values if len(values) != SIZE else [v for row in values for v in (
-        row if isinstance(row, list) else [row])]
+    flat = values
+    if values and all(isinstance(row, list) for row in values):
+        if len(values) != SIZE or any(len(row) != SIZE for row in values):
+            raise RequestError(422, f"'pixels' must be 28 rows of 28 numbers (or 784 numbers); "
+                                    f"got {len(values)} rows of {_lengths(values)}")
+        flat = [value for row in values for value in row]
     if len(flat) != SIZE * SIZE:
         raise RequestError(422, f"'pixels' must hold 28x28 = 784 numbers; got {len(flat)}")
     for value in flat:
@@ -274,6 +278,11 @@ def pixels_image(values: Any) -> np.ndarray:
         if not 0 <= value <= 255:  # also refuses NaN
             raise RequestError(422, f"'pixels' values must be in 0..255; found {value!r}")
     return np.rint(np.asarray(flat, np.float64)).astype(np.uint8).reshape(SIZE, SIZE)
+
+
+def _lengths(rows: list[list[Any]]) -> str:
+    lengths = sorted({len(row) for row in rows})
+    return " or ".join(map(str, lengths[:3])) + (" or more" if len(lengths) > 3 else "")
 
 
 def _json_type(value: Any) -> str:
@@ -494,8 +503,13 @@ class Handler(BaseHTTPRequestHandler):
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None
                    ) -> None:
-        """``http.server``'s own errors (bad request line, header too long) as JSON."""
+        """``http.server``'s own errors (bad request line, header too long) as JSON. An
+        unknown method is a 405 like the others; the status line is always written."""
         self.close_connection = True
+        if self.request_version == "HTTP/0.9":  # a garbled request line: answer as HTTP/1.0
+            self.request_version = "HTTP/1.0"
+        if code == HTTPStatus.NOT_IMPLEMENTED:
+            code, message = 405, f"method {self.command} is not allowed"
         text = message or HTTPStatus(code).phrase
         self._send(code, "application/json", json.dumps({"error": text}).encode(), False)
 
