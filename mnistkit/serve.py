@@ -238,7 +238,7 @@ def decode_data_url(text: Any) -> bytes:
 def check_declared_size(data: bytes) -> None:
     """Refuse a picture whose header declares more than :data:`MAX_PIXELS` pixels
     (a decompression bomb), or that Pillow cannot even identify, before decoding it."""
-    from PIL import Image
+    from PIL import Image, UnidentifiedImageError
 
     if not data:
         raise RequestError(422, "image: the picture is empty")
@@ -247,6 +247,9 @@ def check_declared_size(data: bytes) -> None:
             warnings.simplefilter("ignore")
             with Image.open(io.BytesIO(data)) as image:  # reads the header only
                 width, height = image.size
+    except UnidentifiedImageError:
+        raise RequestError(422, "image: not a readable picture (not a format Pillow knows, or "
+                                "damaged at the start)") from None
     except Image.DecompressionBombError:
         raise RequestError(413, "image: too many pixels for a digit picture: refused before "
                                 "decoding") from None

@@ -14,6 +14,7 @@ let runs = [];
 let drawing = false, inked = false, lastPoint = null;
 let showingPicture = false;     // a test digit or upload is on the pad: the next stroke clears it
 let timer = null, inFlight = false, queued = null;
+let generation = 0;             // bumped by Clear: answers to older requests are dropped
 
 function setStatus(text, isError = false) {
   statusLine.textContent = text;
@@ -21,6 +22,11 @@ function setStatus(text, isError = false) {
 }
 
 function clearPad() {
+  generation += 1;
+  clearTimeout(timer);
+  timer = null;
+  queued = null;
+  updateIdle();
   ctx.fillStyle = "#000";
   ctx.fillRect(0, 0, pad.width, pad.height);
   inked = false;
@@ -75,6 +81,7 @@ for (const name of ["pointerup", "pointercancel"]) {
     drawing = false;
     lastPoint = null;
     clearTimeout(timer);
+    timer = null;
     predictPad();
   });
 }
@@ -83,6 +90,12 @@ function schedule() {
   if (timer === null) {
     timer = setTimeout(() => { timer = null; predictPad(); }, DEBOUNCE_MS);
   }
+  updateIdle();
+}
+
+// body[data-idle=true]: no prediction waiting or on its way (the browser tests wait for it)
+function updateIdle() {
+  document.body.dataset.idle = String(!inFlight && queued === null && timer === null);
 }
 
 function predictPad() {
@@ -93,18 +106,22 @@ function predictPad() {
 // --- talking to the server -----------------------------------------------------------
 
 async function predict(body, what) {
-  if (inFlight) { queued = [body, what]; return; }   // only the latest drawing matters
+  if (inFlight) { queued = [body, what]; updateIdle(); return; }  // only the latest matters
   inFlight = true;
+  updateIdle();
+  const asked = generation;
   try {
     const answer = await postJson("/api/predict", body);
+    if (asked !== generation) return;   // cleared meanwhile
     showAnswer(answer);
     const notes = answer.warnings.length ? ` Note: ${answer.warnings.join("; ")}.` : "";
     if (what !== null) setStatus(`Showing ${what}.${notes}`);
   } catch (error) {
-    setStatus(error.message, true);
+    if (asked === generation) setStatus(error.message, true);
   } finally {
     inFlight = false;
     if (queued) { const [b, w] = queued; queued = null; predict(b, w); }
+    updateIdle();
   }
 }
 
@@ -238,9 +255,13 @@ function uploadFile(file) {
       const w = picture.width * scale, h = picture.height * scale;
       ctx.drawImage(picture, (pad.width - w) / 2, (pad.height - h) / 2, w, h);
       showingPicture = true;
+      predict({ image: reader.result }, file.name);
+    };
+    picture.onerror = () => {  // a picture the browser cannot show: the server still says why
+      clearPad();
+      predict({ image: reader.result }, file.name);
     };
     picture.src = reader.result;
-    predict({ image: reader.result }, file.name);
   };
   reader.onerror = () => setStatus(`Could not read ${file.name}.`, true);
   reader.readAsDataURL(file);
@@ -253,8 +274,24 @@ upload.addEventListener("focus", () => uploadLabel.classList.add("focus"));
 upload.addEventListener("blur", () => uploadLabel.classList.remove("focus"));
 document.getElementById("clear").addEventListener("click", () => {
   clearPad();
+  resetRuns();
   setStatus("Cleared. Draw a digit.");
 });
+
+function resetRuns() {
+  for (const card of runsBox.children) {
+    card.querySelector(".top-class").textContent = "–";
+    card.querySelector(".top-probability").textContent = "";
+    delete card.dataset.top;
+    card.querySelectorAll(".bar").forEach((bar) => {
+      delete bar.dataset.probability;
+      bar.classList.remove("top");
+      bar.querySelector(".fill").style.width = "0";
+      bar.querySelector(".value").textContent = "–";
+    });
+  }
+  document.getElementById("seen").getContext("2d").clearRect(0, 0, 28, 28);
+}
 document.getElementById("random").addEventListener("click", randomDigit);
 document.addEventListener("keydown", (event) => {
   if (event.ctrlKey || event.metaKey || event.altKey) return;
