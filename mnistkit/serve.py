@@ -80,7 +80,14 @@ class RequestError(MnistkitError):
 @dataclasses.dataclass
 class ServedRun:
     """One trained run, loaded once: its model, the pixel scale it was trained with and
-    what the page shows about it."""
+    what the page shows about it.
+
+    Activations are optional, found from the model's optional methods: ``hidden(x)``
+    (``(B, H)``, as ``mnistkit visualise embedding`` uses) gives the activations grid, and
+    when those are the first layer's own units (checked on a probe against
+    ``first_layer()`` and ``params["b1"]``), the templates of the units that fired most.
+    A model without them (``softmax``, most plugins) just has no activations panel.
+    """
 
     name: str
     path: Path
@@ -88,15 +95,15 @@ class ServedRun:
     pixel_scale: float
     record: dict[str, Any]
     class_names: tuple[str, ...]
-    templates: np.ndarray | None = None  # (784, H) first layer of a model with hidden()
+    hidden_units: int | None = dataclasses.field(init=False, default=None)
+    templates: np.ndarray | None = dataclasses.field(init=False, default=None)  # (784, H)
+    _lock: threading.Lock = dataclasses.field(init=False, default_factory=threading.Lock,
+                                              repr=False)
 
     def __post_init__(self) -> None:
-        self.templates = _templates(self.model)
-
-    @property
-    def has_activations(self) -> bool:
-        """Whether the model exposes hidden activations and their first-layer templates."""
-        return self.templates is not None
+        self.hidden_units = _hidden_units(self.model)
+        if self.hidden_units is not None:
+            self.templates = _first_layer_templates(self.model, self.hidden_units)
 
     def describe(self, index: int) -> dict[str, Any]:
         """What ``GET /api/runs`` says about this run."""
@@ -107,8 +114,8 @@ class ServedRun:
                 "optimizer": self.record.get("optimizer"),
                 "dataset": (self.record.get("dataset") or {}).get("name"),
                 "test_accuracy": accuracy if isinstance(accuracy, (int, float)) else None,
-                "class_names": list(self.class_names),
-                "hidden_units": None if self.templates is None else int(self.templates.shape[1])}
+                "class_names": list(self.class_names), "hidden_units": self.hidden_units,
+                "templates": self.templates is not None}
 
     def inputs(self, image: np.ndarray) -> np.ndarray:
         """The model's float32 input row ``(1, 784)`` for a uint8 28x28 image, scaled as in
@@ -116,20 +123,27 @@ class ServedRun:
         return image.reshape(1, -1).astype(np.float32) * np.float32(self.pixel_scale)
 
     def predict(self, image: np.ndarray) -> dict[str, Any]:
-        """Probabilities, top class and (when the model has them) hidden activations."""
+        """Probabilities, top class and (when the model has them) hidden activations.
+
+        One request at a time per model: a plugin's model may reuse buffers between calls.
+        """
         from mnistkit.evaluation import predict_scores
         from mnistkit.models.base import softmax
 
-        probabilities = softmax(predict_scores(self.model, image[None], self.pixel_scale))[0]
+        with self._lock:
+            scores = predict_scores(self.model, image[None], self.pixel_scale)
+            hidden = None if self.hidden_units is None else np.asarray(
+                self.model.hidden(self.inputs(image)), np.float32)[0]
+        probabilities = softmax(scores)[0]
         top = int(np.argmax(probabilities))
         answer: dict[str, Any] = {
             "probabilities": [float(p) for p in probabilities], "top": top,
             "top_class": self.class_names[top] if top < len(self.class_names) else str(top),
             "hidden": None, "top_units": None}
-        if self.templates is not None:
-            hidden = np.asarray(self.model.hidden(self.inputs(image)), np.float32)[0]
-            order = np.argsort(-hidden, kind="stable")[:TOP_UNITS]
+        if hidden is not None:
             answer["hidden"] = [round(float(v), 4) for v in hidden]
+        if hidden is not None and self.templates is not None:
+            order = np.argsort(-hidden, kind="stable")[:TOP_UNITS]
             answer["top_units"] = [{"unit": int(u), "activation": round(float(hidden[u]), 4)}
                                    for u in order if hidden[u] > 0]
         return answer
@@ -138,28 +152,50 @@ class ServedRun:
         """PNG of hidden unit ``unit``'s 28x28 first-layer template, 0 white, orange
         negative, purple positive, scaled by its largest absolute weight."""
         if self.templates is None:
-            raise RequestError(404, f"run {self.name!r} has no hidden units to show")
+            raise RequestError(404, f"run {self.name!r} has no first-layer templates to show")
         if not 0 <= unit < self.templates.shape[1]:
             raise RequestError(404, f"run {self.name!r} has hidden units 0.."
                                     f"{self.templates.shape[1] - 1}; got {unit}")
         return _png(_diverging(self.templates[:, unit].reshape(SIZE, SIZE)))
 
 
-def _templates(model: Any) -> np.ndarray | None:
-    """The ``(784, H)`` first layer of a model that has ``hidden(x)`` and ``first_layer()``
-    agreeing with it, else ``None`` (no activations panel: e.g. softmax, most plugins)."""
-    hidden, first = getattr(model, "hidden", None), getattr(model, "first_layer", None)
-    if not (callable(hidden) and callable(first)):
+def _probe() -> np.ndarray:
+    return np.random.default_rng(0).random((2, SIZE * SIZE), dtype=np.float32)
+
+
+def _hidden_units(model: Any) -> int | None:
+    """How many units ``model.hidden(x)`` gives, or ``None`` if it has no working one."""
+    hidden = getattr(model, "hidden", None)
+    if not callable(hidden):
+        return None
+    try:
+        values = np.asarray(hidden(_probe()))
+    except Exception:  # noqa: BLE001 - a plugin's optional method failing: no panel
+        return None
+    if values.ndim != 2 or values.shape[0] != 2 or values.dtype.kind != "f":
+        return None
+    return int(values.shape[1])
+
+
+def _first_layer_templates(model: Any, units: int) -> np.ndarray | None:
+    """``first_layer()`` ``(784, H)`` if ``hidden(x)`` is ``relu(x @ first_layer() + b1)``
+    on a probe (so each hidden unit has a 28x28 template), else ``None``: e.g. an MLP whose
+    ``hidden()`` is its last layer."""
+    first = getattr(model, "first_layer", None)
+    if not callable(first):
         return None
     try:
         weights = np.asarray(first(), np.float32)
-        probe = np.asarray(hidden(np.zeros((1, SIZE * SIZE), np.float32)))
-    except Exception:  # noqa: BLE001 - a plugin's optional method failing: no panel
+        if weights.shape != (SIZE * SIZE, units):
+            return None
+        bias = np.asarray(getattr(model, "params", {}).get("b1", 0.0), np.float32)
+        probe = _probe()
+        expected = np.maximum(probe @ weights + bias, 0)
+        got = np.asarray(model.hidden(probe), np.float32)
+    except Exception:  # noqa: BLE001 - as above
         return None
-    if weights.ndim != 2 or weights.shape[0] != SIZE * SIZE or probe.shape != (
-            1, weights.shape[1]):
-        return None
-    return weights
+    scale = float(np.abs(expected).max()) or 1.0
+    return weights if np.allclose(got, expected, rtol=1e-3, atol=1e-4 * scale) else None
 
 
 def _diverging(values: np.ndarray) -> np.ndarray:

@@ -71,6 +71,7 @@ def test_runs_lists_each_run_with_model_accuracy_and_hidden_units(server, runs):
         assert run["test_accuracy"] == record["metrics"]["test_accuracy"]
         assert run["class_names"] == [str(d) for d in range(10)]
     assert listed[0]["hidden_units"] == 64 and listed[1]["hidden_units"] is None
+    assert listed[0]["templates"] is True and listed[1]["templates"] is False
 
 
 def test_a_real_test_digit_gets_its_true_class_from_both_runs(server, mnist):
@@ -247,7 +248,7 @@ REQUESTS = {
     "bad-digit-index": ("GET", "/api/digit?index=10000", None, {}, 400, "0..9999"),
     "digit-index-not-a-number": ("GET", "/api/digit?index=-1", None, {}, 400, "whole number"),
     "unit-out-of-range": ("GET", "/api/runs/0/units/64.png", None, {}, 404, "0..63"),
-    "unit-of-softmax": ("GET", "/api/runs/1/units/0.png", None, {}, 404, "no hidden units"),
+    "unit-of-softmax": ("GET", "/api/runs/1/units/0.png", None, {}, 404, "no first-layer"),
     "unit-of-no-run": ("GET", "/api/runs/7/units/0.png", None, {}, 404, "no run 7"),
 }
 
@@ -391,3 +392,58 @@ def test_help_does_not_import_the_server_or_numpy():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+# --- activations are optional per model -------------------------------------------------
+
+class _Linear:
+    """A plugin-like model with scores() only."""
+
+    def __init__(self, rng):
+        self.params = {"W": rng.standard_normal((784, 10)).astype(np.float32),
+                       "b": np.zeros(10, np.float32)}
+
+    def scores(self, x):
+        return x @ self.params["W"] + self.params["b"]
+
+
+class _Deep(_Linear):
+    """hidden() is the *second* of two 16-unit layers: no first-layer templates for it."""
+
+    def __init__(self, rng):
+        super().__init__(rng)
+        self.params.update(W1=rng.standard_normal((784, 16)).astype(np.float32),
+                           b1=rng.standard_normal(16).astype(np.float32),
+                           W2=rng.standard_normal((16, 16)).astype(np.float32))
+
+    def first_layer(self):
+        return self.params["W1"]
+
+    def hidden(self, x):
+        first = np.maximum(x @ self.params["W1"] + self.params["b1"], 0)
+        return np.maximum(first @ self.params["W2"], 0)
+
+
+class _Shallow(_Deep):
+    def hidden(self, x):
+        return np.maximum(x @ self.params["W1"] + self.params["b1"], 0)
+
+
+class _Broken(_Deep):
+    def hidden(self, x):
+        raise RuntimeError("not today")
+
+
+@pytest.mark.parametrize(("model_class", "units", "templates"), [
+    (_Linear, None, False), (_Deep, 16, False), (_Shallow, 16, True), (_Broken, None, False)])
+def test_activations_and_templates_only_where_the_model_has_them(model_class, units, templates):
+    from mnistkit.serve import ServedRun
+
+    run = ServedRun("r", Path("r"), model_class(np.random.default_rng(1)), 1 / 255,
+                    {"model": "x"}, tuple("0123456789"))
+    assert run.describe(0)["hidden_units"] == units
+    assert run.describe(0)["templates"] is templates
+    answer = run.predict(np.full((28, 28), 128, np.uint8))
+    assert (answer["hidden"] is None) is (units is None)
+    assert (answer["top_units"] is None) is (not templates)
+    assert abs(sum(answer["probabilities"]) - 1) < 1e-5

@@ -183,6 +183,7 @@ function showActivations(card, run, result) {
   const top = Math.max(...result.hidden) || 1;
   result.hidden.forEach((v, i) => { img.data.set([...viridis(v / top), 255], 4 * i); });
   c.putImageData(img, 0, 0);
+  if (!result.top_units) return;
   const list = card.querySelector(".units");
   list.replaceChildren(...result.top_units.map(({ unit, activation }) => {
     const item = document.createElement("li");
@@ -220,6 +221,7 @@ function buildRuns() {
       return bar;
     }));
     card.querySelector(".activations").hidden = !run.hidden_units;
+    card.querySelector(".templates").hidden = !run.templates;
     return card;
   }));
 }
