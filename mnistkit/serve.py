@@ -223,10 +223,13 @@ class Preprocessor:
     Decoding is :func:`mnistkit.preprocess.load_image` itself, the function ``predict``
     calls: the uploaded bytes are written to a private temporary file for it, after the
     picture's declared size has been checked against :data:`MAX_PIXELS` from its header.
+    Pictures are decoded one at a time, with Pillow's warnings silenced: warning filters
+    are process-wide, so changing them from several threads at once would be a race.
     """
 
     def __init__(self) -> None:
         self._folder = tempfile.TemporaryDirectory(prefix="mnistkit-serve-")
+        self._lock = threading.Lock()
 
     def close(self) -> None:
         """Remove the temporary folder."""
@@ -238,9 +241,14 @@ class Preprocessor:
 
     def from_bytes(self, data: bytes) -> tuple[np.ndarray, list[str]]:
         """The MNIST-style image and preprocessing warnings of an encoded picture."""
+        with self._lock, warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow's remarks on odd files never print
+            check_declared_size(data)
+            return self._decode(data)
+
+    def _decode(self, data: bytes) -> tuple[np.ndarray, list[str]]:
         from mnistkit import preprocess
 
-        check_declared_size(data)
         with tempfile.NamedTemporaryFile(dir=self._folder.name, suffix=".img") as handle:
             handle.write(data)
             handle.flush()
@@ -279,10 +287,8 @@ def check_declared_size(data: bytes) -> None:
     if not data:
         raise RequestError(422, "image: the picture is empty")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with Image.open(io.BytesIO(data)) as image:  # reads the header only
-                width, height = image.size
+        with Image.open(io.BytesIO(data)) as image:  # reads the header only
+            width, height = image.size
     except UnidentifiedImageError:
         raise RequestError(422, "image: not a readable picture (not a format Pillow knows, or "
                                 "damaged at the start)") from None
