@@ -171,6 +171,21 @@ def test_random_test_digit_and_keyboard_shortcuts(page):
     assert first.startswith("Test image #")
 
 
+def test_a_1_drawn_with_the_arrow_keys(page):
+    page.focus("#pad")
+    assert page.locator("#cursor").is_visible()
+    page.keyboard.press("Space")  # pen up: move to the top without drawing
+    for _ in range(2):
+        page.keyboard.press("ArrowUp")
+    assert pad_ink(page) == 0
+    page.keyboard.press("Space")
+    for _ in range(11):
+        page.keyboard.press("ArrowDown")
+    wait_for_answer(page)
+    assert pad_ink(page) > 0
+    assert page.locator(".run[data-run='0'] .top-class").inner_text() == "1"
+
+
 def test_every_control_is_reachable_with_tab(page):
     reached = []
     for _ in range(6):

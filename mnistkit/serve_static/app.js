@@ -86,6 +86,45 @@ for (const name of ["pointerup", "pointercancel"]) {
   });
 }
 
+// --- drawing with the keyboard: arrows move the pen, Space lifts or lowers it -----------
+
+const KEY_STEP = 14;
+const MOVES = { ArrowUp: [0, -1], ArrowDown: [0, 1], ArrowLeft: [-1, 0], ArrowRight: [1, 0] };
+const cursor = document.getElementById("cursor");
+let keyPen = { x: 140, y: 70, down: true };
+
+function showCursor() {
+  cursor.hidden = document.activeElement !== pad;
+  cursor.classList.toggle("up", !keyPen.down);
+  cursor.style.left = `${(100 * keyPen.x) / pad.width}%`;
+  cursor.style.top = `${(100 * keyPen.y) / pad.height}%`;
+}
+
+pad.addEventListener("focus", showCursor);
+pad.addEventListener("blur", showCursor);
+pad.addEventListener("keydown", (event) => {
+  const move = MOVES[event.key];
+  if (event.key === " ") {
+    keyPen.down = !keyPen.down;
+    setStatus(keyPen.down ? "Pen down: the arrow keys draw." : "Pen up: the arrow keys move.");
+  } else if (move) {
+    if (showingPicture) clearPad();
+    const from = [keyPen.x, keyPen.y];
+    keyPen.x = Math.min(Math.max(keyPen.x + move[0] * KEY_STEP, 0), pad.width);
+    keyPen.y = Math.min(Math.max(keyPen.y + move[1] * KEY_STEP, 0), pad.height);
+    if (keyPen.down) {
+      lastPoint = from;
+      strokeTo([keyPen.x, keyPen.y]);
+      lastPoint = null;
+      schedule();
+    }
+  } else {
+    return;
+  }
+  showCursor();
+  event.preventDefault();  // no page scrolling while drawing
+});
+
 function schedule() {
   if (timer === null) {
     timer = setTimeout(() => { timer = null; predictPad(); }, DEBOUNCE_MS);
