@@ -33,6 +33,7 @@ import io
 import ipaddress
 import json
 import re
+import socket
 import tempfile
 import threading
 import time
@@ -56,6 +57,8 @@ MAX_PIXELS = 16_000_000
 TOP_UNITS = 8
 #: Seconds a client may take to send its request before the connection is dropped.
 REQUEST_TIMEOUT = 10.0
+#: After an early error answer, how long the rest of an unread body is read and dropped.
+LINGER_SECONDS = 2.0
 SIZE = 28
 STATIC_FILES = {"/": "index.html", "/index.html": "index.html", "/static/app.js": "app.js",
                 "/static/style.css": "style.css"}
@@ -501,12 +504,14 @@ class Handler(BaseHTTPRequestHandler):
             raise RequestError(413, f"the body is {length} bytes; at most {MAX_BODY} "
                                     f"({MAX_BODY // 1024 // 1024} MiB) are accepted")
         body = self.rfile.read(length)
+        self._body_read = True
         if len(body) < length:
             raise RequestError(400, f"the body ended after {len(body)} of {length} bytes")
         return body
 
     def _answer(self, route: Callable[[], tuple[int, str, bytes]], head: bool = False) -> None:
         started = time.perf_counter()
+        self._body_read = False
         try:
             status, kind, body = route()
         except RequestError as exc:
@@ -518,8 +523,26 @@ class Handler(BaseHTTPRequestHandler):
             status, kind, body = _json(500, {"error": f"internal error ({type(exc).__name__})"})
             self.close_connection = True
         self._send(status, kind, body, head)
+        if self.close_connection and self.command not in ("GET", "HEAD") and not self._body_read:
+            self._linger()
         self.server.report_request(self.command, self.path, status,
                                    (time.perf_counter() - started) * 1000)
+
+    def _linger(self) -> None:
+        """After answering a request whose body was left unread: stop writing, then read
+        and drop what the client still sends (bounded in bytes and time). Closing at once
+        would reset the connection, and the client could lose the answer."""
+        deadline = time.monotonic() + LINGER_SECONDS
+        left = 2 * MAX_BODY
+        with contextlib.suppress(OSError):
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_WR)
+            self.connection.settimeout(LINGER_SECONDS)
+            while left > 0 and time.monotonic() < deadline:
+                chunk = self.connection.recv(min(65536, left))
+                if not chunk:
+                    break
+                left -= len(chunk)
 
     def _send(self, status: int, kind: str, body: bytes, head: bool) -> None:
         with contextlib.suppress(ConnectionError):
@@ -630,8 +653,6 @@ def make_server(app: ServeApp, host: str = "127.0.0.1", port: int = 8000,
         raise MnistkitError(f"--port must be in 0..65535; got {port}")
     server_class = MnistkitServer
     if ":" in host:
-        import socket
-
         server_class = type("MnistkitServer6", (MnistkitServer,),
                             {"address_family": socket.AF_INET6})
     try:

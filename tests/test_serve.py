@@ -285,6 +285,15 @@ def test_a_body_over_the_cap_is_refused_before_it_is_read(server, log):
     assert not log
 
 
+def test_an_early_answer_reaches_a_client_still_sending_a_large_body(server, log):
+    """413 is answered before the body is read; the server then drains what the client
+    still sends, so the client gets the answer instead of a reset connection."""
+    body = b"[" + b"0," * (MAX_BODY // 2 + 10) + b"0]"
+    status, _, answer = request(server, "POST", "/api/predict", body, JSON)
+    assert status == 413 and b"at most 2097152" in answer
+    assert not log
+
+
 def test_missing_content_length_and_garbage_request_lines_are_json_errors(server, log):
     answer = _raw(server, b"POST /api/predict HTTP/1.1\r\nHost: x\r\n"
                           b"Content-Type: application/json\r\nConnection: close\r\n\r\n{}")
