@@ -256,12 +256,8 @@ class Preprocessor:
             handle.write(data)
             handle.flush()
             try:
-                grey = preprocess.load_image(handle.name)
-                digit = getattr(preprocess, "mnistify_digit", None)
-                if digit is not None:  # the newer preprocess also says what looks odd
-                    made = digit(grey)
-                    return made.image, list(made.warnings)
-                return preprocess.mnistify(grey), []
+                digit = preprocess.mnistify_digit(preprocess.load_image(handle.name))
+                return digit.image, list(digit.warnings)
             except DataError as exc:
                 message = str(exc).replace(f"{handle.name}: ", "").replace(handle.name, "image")
                 raise RequestError(422, f"image: {message}") from None
