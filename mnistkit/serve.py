@@ -518,11 +518,13 @@ class Handler(BaseHTTPRequestHandler):
             self.server.report_error(self.command, self.path, exc)
             status, kind, body = _json(500, {"error": f"internal error ({type(exc).__name__})"})
             self.close_connection = True
+        # Reported before the answer is sent, so the line is never lost to a shutdown that
+        # follows the client's receipt (the time is the server's work, not the transfer).
+        self.server.report_request(self.command, self.path, status,
+                                   (time.perf_counter() - started) * 1000)
         self._send(status, kind, body, head)
         if self.close_connection and self.command not in ("GET", "HEAD") and not self._body_read:
             self._linger()
-        self.server.report_request(self.command, self.path, status,
-                                   (time.perf_counter() - started) * 1000)
 
     def _linger(self) -> None:
         """After answering a request whose body was left unread: stop writing, then read
