@@ -18,7 +18,8 @@ from mnistkit.errors import MnistkitError
 from mnistkit.plugins import Plugins, get_plugins
 
 COMMAND_MODULES = ("data_cmds", "listing", "train_cmds", "predict_cmd", "sweep_cmds",
-                   "runs_cmds", "gradcheck", "visualise", "export_cmd", "completion")
+                   "runs_cmds", "gradcheck", "visualise", "export_cmd", "completion",
+                   "serve_cmd")
 
 
 class MnistkitGroup(click.Group):
