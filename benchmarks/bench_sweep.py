@@ -1,7 +1,8 @@
 """Sweep throughput: 2 workers against 1, and the per-trial cost of the pool and of Dask.
 
-The 12-trial sweep of the README (``twolayer``, hidden 32/64 x lr 0.1/0.3/0.8 x 2 seeds,
-``--limit 5000``, 2 epochs, one BLAS thread per trial) is run, in this one script:
+The 12-trial sweep of the tests (``twolayer``, hidden 32/64 x lr 0.1/0.3/0.8 x 2 seeds,
+``--limit 5000`` or ``--limit N``, 2 epochs, one BLAS thread per trial) is run, in this one
+script:
 
 1. *alone*: the 12 trials one after another in this process (``run_trial``, the function
    a worker runs), the data already loaded: the work itself;
@@ -36,6 +37,7 @@ from mnistkit import sweep_runner  # noqa: E402
 from mnistkit.plugins import get_registry  # noqa: E402
 from mnistkit.sweep import expand_trials, spec_from_cli  # noqa: E402
 
+LIMIT = [5000]  # training images per trial (--limit)
 TRIALS = dict(model="twolayer", optimizer="sgd", model_options=("hidden_size=32,64",),
               optimizer_options=("lr=0.1,0.3,0.8",), epochs="2", batch_size="128",
               dataset="mnist", seeds=2, search="grid", trials=None, search_seed=0,
@@ -43,7 +45,7 @@ TRIALS = dict(model="twolayer", optimizer="sgd", model_options=("hidden_size=32,
 
 
 def _state():
-    spec = spec_from_cli(**TRIALS)
+    spec = spec_from_cli(**{**TRIALS, "limit": LIMIT[0]})
     return sweep_runner.new_state(spec, expand_trials(spec, get_registry()))
 
 
@@ -94,7 +96,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--limit", type=int, default=5000,
+                        help="training images per trial (5000: the tests' sweep)")
     args = parser.parse_args()
+    LIMIT[0] = args.limit
     times: dict[str, list[float]] = {k: [] for k in (
         "alone", "pool_1", "pool_2", "dask_1", "dask_2")}
     for repeat in range(args.repeats):
@@ -111,7 +116,7 @@ def main() -> None:
     n = 12
     result: dict[str, Any] = {
         "machine": cpu_model(), "blas": blas_info(), "load_average": load_average(),
-        "trials": n, "seconds": {k: round(v, 3) for k, v in med.items()},
+        "trials": n, "limit": args.limit, "seconds": {k: round(v, 3) for k, v in med.items()},
         "speedup_pool_2_over_1": round(med["pool_1"] / med["pool_2"], 3),
         "overhead_per_trial_pool": round((med["pool_1"] - med["alone"]) / n, 3),
         "trials_per_minute_pool_2": round(60 * n / med["pool_2"], 1),
