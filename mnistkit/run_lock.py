@@ -24,6 +24,7 @@ import contextlib
 import datetime as dt
 import fcntl
 import os
+import time
 from pathlib import Path
 
 from mnistkit.errors import RunError
@@ -95,7 +96,7 @@ def _try_lock(fd: int, folder: Path) -> bool:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        owner = _read_owner(fd)
+        owner = _wait_for_owner(fd)
         os.close(fd)
         raise RunBusyError(f"{folder} is being trained by another mnistkit process{owner}; "
                            "wait for it to finish or stop it") from None
@@ -175,6 +176,17 @@ def _write_owner(fd: int) -> None:
     with contextlib.suppress(OSError):
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} since {started}\n".encode(), 0)
+
+
+def _wait_for_owner(fd: int, seconds: float = 0.5) -> str:
+    """The owner line of a lock just taken by another process, which writes it right
+    after its ``flock``: read again for up to ``seconds`` while the file is still empty."""
+    deadline = time.monotonic() + seconds
+    owner = _read_owner(fd)
+    while not owner and time.monotonic() < deadline:
+        time.sleep(0.01)
+        owner = _read_owner(fd)
+    return owner
 
 
 def _read_owner(fd: int) -> str:
