@@ -39,7 +39,7 @@ class _SweepSignals:
         return self.presses >= 2
 
 
-@click.command("sweep", short_help="Train many trials (a grid or a random search) in parallel.")
+@click.command("sweep", short_help="Train many trials (a grid, random or TPE search) in parallel.")
 @click.argument("sweep_file", metavar="[SWEEP.toml]", required=False,
                 type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--model", default="twolayer", show_default=True, metavar="NAME[,NAME...]",
