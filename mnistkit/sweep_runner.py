@@ -379,9 +379,10 @@ class SweepRunner:
                 for future in done:
                     trial = by_id[running.pop(future)]
                     outcome, died = _result_of(future)
-                    broken |= died
+                    # A dead worker breaks a local pool for good; Dask replaces its own.
+                    broken |= died and isinstance(executor, cf.ProcessPoolExecutor)
                     self._record(trial, outcome, died, todo, stopping)
-                if broken:  # a dead worker breaks a local pool: start a fresh one
+                if broken:  # start a fresh pool for the trials still to run
                     _shutdown(executor)
                     executor = self.backend.make_executor()
                 if done:
