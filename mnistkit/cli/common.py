@@ -77,6 +77,18 @@ def _complete_dataset_options(ctx: click.Context, param: click.Parameter,
     return complete_dataset_options(ctx, param, incomplete)
 
 
+def run_options(func: F) -> F:
+    """Add ``--params best|last`` and ``--data-dir`` (env ``MNISTKIT_DATA_DIR``): which
+    parameters of a trained run to use, and where its dataset is."""
+    func = click.option("--data-dir", type=click.Path(path_type=Path), envvar=DATA_DIR_ENV,
+                        default=None, help="Folder with the run's dataset, if not the "
+                                           "default.")(func)
+    func = click.option("--params", "which", type=click.Choice(["best", "last"]),
+                        default="best", show_default=True,
+                        help="Best-on-validation or last parameters.")(func)
+    return func
+
+
 def json_option(func: F) -> F:
     """Add ``--json``: machine-readable output on stdout instead of tables."""
     return click.option("--json", "as_json", is_flag=True,

@@ -6,7 +6,12 @@ from pathlib import Path
 
 import click
 
-from mnistkit.cli.common import current_plugins, load_dataset_for_cli, print_json
+from mnistkit.cli.common import (
+    current_plugins,
+    load_dataset_for_cli,
+    print_json,
+    run_options,
+)
 from mnistkit.cli.completion import complete_run_folders
 
 
@@ -21,10 +26,7 @@ from mnistkit.cli.completion import complete_run_folders
 @click.option("--input", "input_kind", type=click.Choice(["uint8", "float"]), default="uint8",
               show_default=True, help="ONNX input: uint8 images (N, 28, 28), scaled inside the "
                                       "graph as in training, or float32 (N, 784) already scaled.")
-@click.option("--params", "which", type=click.Choice(["best", "last"]), default="best",
-              show_default=True, help="Best-on-validation or last parameters.")
-@click.option("--data-dir", type=click.Path(path_type=Path), envvar="MNISTKIT_DATA_DIR",
-              default=None, help="Folder with the run's dataset, if not the default.")
+@run_options
 @click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
 def export_command(run_path: Path, fmt: str, output: Path | None, input_kind: str, which: str,
                    data_dir: Path | None, as_json: bool) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from mnistkit.cli.common import current_plugins, load_dataset_for_cli
+from mnistkit.cli.common import current_plugins, load_dataset_for_cli, run_options
 
 EXIT_INTERRUPTED = 130
 
@@ -21,10 +21,7 @@ EXIT_INTERRUPTED = 130
                    "(without any authentication) to the network.")
 @click.option("--open", "open_browser", is_flag=True,
               help="Open the page in the default web browser.")
-@click.option("--params", "which", type=click.Choice(["best", "last"]), default="best",
-              show_default=True, help="Best-on-validation or last parameters.")
-@click.option("--data-dir", type=click.Path(path_type=Path), envvar="MNISTKIT_DATA_DIR",
-              default=None, help="Folder with the runs' dataset, if not the default.")
+@run_options
 @click.option("--log", "log_requests", is_flag=True, help="Print one line per request.")
 def serve_command(run_paths: tuple[Path, ...], port: int, host: str, open_browser: bool,
                   which: str, data_dir: Path | None, log_requests: bool) -> None:

@@ -17,6 +17,7 @@ from mnistkit.cli.common import (
     json_option,
     load_dataset_for_cli,
     print_json,
+    run_options,
 )
 from mnistkit.cli.completion import (
     complete_model_options,
@@ -347,10 +348,7 @@ def _load_run_for_cli(run_path: Path, data_dir: Path | None, which: str) -> tupl
 @click.option("--split", type=click.Choice(["test", "val", "train"]), default="test",
               show_default=True, help="Images to evaluate on (val: the run's held-out part "
                                       "of the training set).")
-@click.option("--params", "which", type=click.Choice(["best", "last"]), default="best",
-              show_default=True, help="Best-on-validation or last parameters.")
-@click.option("--data-dir", type=click.Path(path_type=Path), envvar="MNISTKIT_DATA_DIR",
-              default=None, help="Folder with the dataset's files, if not the default.")
+@run_options
 @threads_option
 @json_option
 def test_command(run_path: Path, split: str, which: str, data_dir: Path | None,

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import click
 
+from mnistkit.cli.common import run_options
 from mnistkit.cli.completion import complete_run_folders
 from mnistkit.cli.data_cmds import show_samples_command
 from mnistkit.errors import OptionsError
@@ -34,17 +35,6 @@ def _show_option(func: F) -> F:
     return click.option("--show", is_flag=True,
                         help="Also open the image in the desktop's viewer (when there is "
                              "a display).")(func)
-
-
-def _run_options(func: F) -> F:
-    """``--params best|last`` and ``--data-dir``, as for ``mnistkit test``."""
-    func = click.option("--data-dir", type=click.Path(path_type=Path), envvar="MNISTKIT_DATA_DIR",
-                        default=None, help="Folder with the run's dataset, if not the "
-                                           "default.")(func)
-    func = click.option("--params", "which", type=click.Choice(["best", "last"]),
-                        default="best", show_default=True,
-                        help="Best-on-validation or last parameters.")(func)
-    return func
 
 
 def _agg() -> None:
@@ -222,7 +212,7 @@ def history_command(runs: tuple[Path, ...], output: Path | None, show: bool) -> 
                    "(rebuilt from the run's seed).")
 @_output_option("RUN/weights.png")
 @_show_option
-@_run_options
+@run_options
 def weights_command(run_path: Path, max_units: int, minus_init: bool, output: Path | None,
                     show: bool, which: str, data_dir: Path | None) -> None:
     """The first-layer weights as 28x28 images, on a colour scale centred at 0.
@@ -299,7 +289,7 @@ def _initial_first_layer(loaded: Any, dataset: Any) -> Any:
 @_SPLIT_OPTION
 @_output_option("RUN/confusion-SPLIT.png")
 @_show_option
-@_run_options
+@run_options
 def confusion_command(run_path: Path, split: str, output: Path | None, show: bool,
                       which: str, data_dir: Path | None) -> None:
     """The confusion matrix as a heat map with the count in every cell.
@@ -337,7 +327,7 @@ def confusion_command(run_path: Path, split: str, output: Path | None, show: boo
               help="Print the mistakes with block characters instead of writing a file.")
 @_output_option("RUN/errors.png (errors-SPLIT.png for val/train)")
 @_show_option
-@_run_options
+@run_options
 def errors_command(run_path: Path, count: int, split: str, terminal: bool,
                    output: Path | None, show: bool, which: str, data_dir: Path | None) -> None:
     """The most confidently wrong images: each with its true class, the prediction
@@ -389,7 +379,7 @@ def errors_command(run_path: Path, count: int, split: str, terminal: bool,
               help="Number of test images to project (a fixed random subset).")
 @_output_option("RUN/embedding.png")
 @_show_option
-@_run_options
+@run_options
 def embedding_command(run_path: Path, count: int, output: Path | None, show: bool,
                       which: str, data_dir: Path | None) -> None:
     """A 2-D PCA of the hidden layer's activations on test images, coloured by class.
