@@ -26,30 +26,79 @@ import numpy as np
 
 
 # -- the warp shared by every distortion -----------------------------------------------------
+class BilinearWarp:
+    """Resamples batches of uint8 images at displaced positions, bilinearly, zero outside.
+
+    The work arrays are kept between calls (one set per batch shape): a fresh 400 kB
+    array per intermediate costs the page faults of mapping it, which made the warp of a
+    128-image batch take 3.2 ms instead of about 1 ms. One instance per thread.
+    """
+
+    def __init__(self) -> None:
+        self._shape: tuple[int, int, int] | None = None
+
+    def _buffers_for(self, shape: tuple[int, int, int]) -> None:
+        if shape == self._shape:
+            return
+        n, h, w = shape
+        self._shape = shape
+        # One pixel of zeros around each image: a neighbour outside reads 0, and a position
+        # clipped into the padded frame always has its four neighbours inside it.
+        self.padded = np.zeros((n, h + 2, w + 2), np.float32)
+        self.rows = np.arange(1, h + 1, dtype=np.float32)[:, None]
+        self.cols = np.arange(1, w + 1, dtype=np.float32)[None, :]
+        self.image_offsets = (np.arange(n, dtype=np.int32)
+                              * np.int32((h + 2) * (w + 2)))[:, None, None]
+        self.r, self.c = np.empty(shape, np.float32), np.empty(shape, np.float32)
+        self.r0, self.c0 = np.empty(shape, np.int32), np.empty(shape, np.int32)
+        self.corners = [np.empty(shape, np.float32) for _ in range(4)]
+        self.index = np.empty(shape, np.int32)
+
+    def __call__(self, images: np.ndarray, dy: np.ndarray, dx: np.ndarray) -> np.ndarray:
+        """``images`` (n, H, W) sampled at ``(row + dy, col + dx)``; a new uint8 array
+        (rounded half up, in 0..255)."""
+        n, h, w = images.shape
+        self._buffers_for((n, h, w))
+        self.padded[:, 1:-1, 1:-1] = images
+        r, c, r0, c0, index = self.r, self.c, self.r0, self.c0, self.index
+        np.add(dy, self.rows, out=r)
+        np.add(dx, self.cols, out=c)
+        np.clip(r, 0, h + 1 - 1e-3, out=r)
+        np.clip(c, 0, w + 1 - 1e-3, out=c)
+        np.copyto(r0, r, casting="unsafe")  # floor: both are >= 0
+        np.copyto(c0, c, casting="unsafe")
+        r -= r0  # r, c are now the fractions of a pixel
+        c -= c0
+        np.multiply(r0, np.int32(w + 2), out=index)  # the top-left neighbour, flattened
+        index += c0
+        index += self.image_offsets
+        flat = self.padded.reshape(-1)
+        a00, a01, a10, a11 = self.corners
+        flat.take(index, out=a00)
+        index += 1
+        flat.take(index, out=a01)
+        index += w + 1
+        flat.take(index, out=a10)
+        index += 1
+        flat.take(index, out=a11)
+        # top = a00 + c (a01 - a00); bottom = a10 + c (a11 - a10); top + r (bottom - top)
+        a01 -= a00
+        a01 *= c
+        a00 += a01
+        a11 -= a10
+        a11 *= c
+        a10 += a11
+        a10 -= a00
+        a10 *= r
+        a00 += a10
+        a00 += 0.5  # round half up: a00 is in [0, 255]
+        return a00.astype(np.uint8)
+
+
 def bilinear_warp(images: np.ndarray, dy: np.ndarray, dx: np.ndarray) -> np.ndarray:
     """Resample ``images`` (n, H, W) at ``(row + dy, col + dx)`` with bilinear weights,
     zero outside the image; returns uint8 (rounded, clipped to 0..255)."""
-    n, h, w = images.shape
-    # One pixel of zeros around each image: a neighbour outside reads 0, and a position
-    # clipped into the padded frame always has its four neighbours inside it.
-    padded = np.zeros((n, h + 2, w + 2), np.uint8)
-    padded[:, 1:-1, 1:-1] = images
-    r = np.arange(1, h + 1, dtype=np.float32)[:, None] + dy
-    c = np.arange(1, w + 1, dtype=np.float32)[None, :] + dx
-    np.clip(r, 0, h + 1 - 1e-3, out=r)
-    np.clip(c, 0, w + 1 - 1e-3, out=c)
-    r0, c0 = r.astype(np.int32), c.astype(np.int32)  # floor: both are >= 0
-    fr, fc = r - r0, c - c0
-    top_left = r0 * np.int32(w + 2) + c0
-    top_left += (np.arange(n, dtype=np.int32) * np.int32((h + 2) * (w + 2)))[:, None, None]
-    flat = padded.reshape(-1)
-    a00, a01 = flat.take(top_left), flat.take(top_left + 1)
-    a10, a11 = flat.take(top_left + (w + 2)), flat.take(top_left + (w + 3))
-    top = a00 + fc * (a01.astype(np.float32) - a00)
-    bottom = a10 + fc * (a11.astype(np.float32) - a10)
-    out = top + fr * (bottom - top)
-    out += 0.5  # round half up; out is in [0, 255]
-    return out.astype(np.uint8)
+    return BilinearWarp()(images, dy, dx)
 
 
 # -- elastic ---------------------------------------------------------------------------------
@@ -78,27 +127,42 @@ class ElasticOptions:
 
 
 class Elastic:
-    """Elastic distortion: ``distort(images, rng)``."""
+    """Elastic distortion: ``distort(images, rng)``. One instance per thread (it keeps
+    its work arrays between batches)."""
 
     def __init__(self, options: ElasticOptions) -> None:
         self.options = options
-        self._g: dict[int, np.ndarray] = {}
+        self._warp = BilinearWarp()
+        self._shape: tuple[int, int, int] | None = None
 
     def distort(self, images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """``images`` (n, H, W) uint8, each warped by its own smoothed random field."""
         n, h, w = images.shape
-        gh, gw = self._gaussian(h), self._gaussian(w)
-        field = rng.random(size=(2, n, h, w), dtype=np.float32)  # uniform in [0, 1)
+        self._buffers_for((n, h, w))
+        # The two displacement fields of each image, drawn transposed, (2n, W, H): a field
+        # of independent uniforms is one either way, and this order lets each smoothing
+        # pass be one matrix product over the whole batch, with one transpose between.
+        field = self._field
+        rng.random(dtype=np.float32, out=field)  # uniform in [0, 1)
         field *= np.float32(2)
         field -= np.float32(1)  # uniform in [-1, 1)
-        smooth = gh @ field @ gw.T  # (2, n, h, w): the separable Gaussian, per image
-        smooth *= np.float32(self.options.alpha)
-        return bilinear_warp(images, smooth[0], smooth[1])
+        np.matmul(field.reshape(-1, h), self._gh_t, out=self._pass.reshape(-1, h))
+        np.copyto(self._passed, self._pass.transpose(0, 2, 1))  # (2n, H, W)
+        np.matmul(self._passed.reshape(-1, w), self._gw_t_alpha, out=self._smooth.reshape(-1, w))
+        return self._warp(images, self._smooth[:n], self._smooth[n:])
 
-    def _gaussian(self, size: int) -> np.ndarray:
-        if size not in self._g:
-            self._g[size] = gaussian_matrix(size, self.options.sigma)
-        return self._g[size]
+    def _buffers_for(self, shape: tuple[int, int, int]) -> None:
+        if shape == self._shape:
+            return
+        n, h, w = shape
+        self._shape = shape
+        sigma, alpha = self.options.sigma, np.float32(self.options.alpha)
+        self._gh_t = np.ascontiguousarray(gaussian_matrix(h, sigma).T)
+        self._gw_t_alpha = np.ascontiguousarray(gaussian_matrix(w, sigma).T * alpha)
+        self._field = np.empty((2 * n, w, h), np.float32)
+        self._pass = np.empty((2 * n, w, h), np.float32)
+        self._passed = np.empty((2 * n, h, w), np.float32)
+        self._smooth = np.empty((2 * n, h, w), np.float32)
 
 
 # -- affine ----------------------------------------------------------------------------------
@@ -122,10 +186,11 @@ class AffineOptions:
 
 
 class Affine:
-    """Random affine distortion: ``distort(images, rng)``."""
+    """Random affine distortion: ``distort(images, rng)``. One instance per thread."""
 
     def __init__(self, options: AffineOptions) -> None:
         self.options = options
+        self._warp = BilinearWarp()
 
     def distort(self, images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """``images`` (n, H, W) uint8, each through its own random affine map."""
@@ -135,17 +200,19 @@ class Affine:
         shear = np.radians(rng.uniform(-o.shear, o.shear, n))
         scale = 1.0 + rng.uniform(-o.scale, o.scale, n)
         shift = rng.uniform(-o.shift, o.shift, (2, n))
-        # The inverse map: where each output pixel samples from (about the centre).
+        # The inverse map [[a, b], [c, d]] about the centre: output pixel (y, x) samples
+        # (a y + b x - shift_y, c y + d x - shift_x).
         cos, sin = np.cos(angle) / scale, np.sin(angle) / scale
         a, b = cos, -sin + np.tan(shear) * cos
         c, d = sin, cos + np.tan(shear) * sin
-        ys = np.arange(h, dtype=np.float64)[None, :, None] - (h - 1) / 2
-        xs = np.arange(w, dtype=np.float64)[None, None, :] - (w - 1) / 2
-        src_y = a[:, None, None] * ys + b[:, None, None] * xs - shift[0][:, None, None]
-        src_x = c[:, None, None] * ys + d[:, None, None] * xs - shift[1][:, None, None]
-        dy = (src_y - ys).astype(np.float32)
-        dx = (src_x - xs).astype(np.float32)
-        return bilinear_warp(images, dy, dx)
+        # Its displacement from (y, x) is linear in (y, x, 1): one product for the batch.
+        coefficients = np.stack([np.stack([a - 1, b, -shift[0]], axis=1),
+                                 np.stack([c, d - 1, -shift[1]], axis=1)]).astype(np.float32)
+        ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+        grid = np.stack([ys.ravel() - (h - 1) / 2, xs.ravel() - (w - 1) / 2,
+                         np.ones(h * w, np.float32)])
+        displacement = (coefficients.reshape(2 * n, 3) @ grid).reshape(2, n, h, w)
+        return self._warp(images, displacement[0], displacement[1])
 
 
 class NoAugmentation:
