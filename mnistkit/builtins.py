@@ -40,3 +40,30 @@ def mnistkit_register_datasets(register: Any) -> None:
     """Register ``mnist`` (bundled with mnistkit, or any copy given with --data-dir)."""
     register("mnist", _load_bundled_mnist,
              help="MNIST handwritten digits, 60k train / 10k test, bundled (offline).")
+
+
+@hookimpl
+def mnistkit_register_augmentations(register: Any) -> None:
+    """Register ``none``, ``elastic`` and ``affine``."""
+    from mnistkit.augment import (
+        Affine,
+        AffineOptions,
+        Elastic,
+        ElasticOptions,
+        NoAugmentation,
+    )
+
+    register("none", NoAugmentation, help="Train on the images as they are (the default).")
+    register("elastic", Elastic, options=ElasticOptions,
+             help="Simard's elastic distortion: a random field smoothed by a Gaussian.")
+    register("affine", Affine, options=AffineOptions,
+             help="Small random rotations, scalings, shears and shifts.")
+
+
+@hookimpl
+def mnistkit_register_recipes(register: Any) -> None:
+    """Register the published results of :data:`mnistkit.recipes.BUILTIN_RECIPES`."""
+    from mnistkit.recipes import BUILTIN_RECIPES
+
+    for name, recipe in BUILTIN_RECIPES.items():
+        register(name, recipe, help=recipe.title)

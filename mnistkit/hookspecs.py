@@ -65,6 +65,34 @@ def mnistkit_register_datasets(register: Any) -> None:
 
 
 @hookspec
+def mnistkit_register_augmentations(register: Any) -> None:
+    """Register distortions of training images by calling
+    ``register(name, factory, options=..., help=...)`` (``--augment NAME``).
+
+    ``factory(options)`` returns an object with ``distort(images, rng) -> images``:
+    ``images`` is a uint8 batch ``(n, 28, 28)`` of training images (never validation or
+    test images), the result a uint8 array of the same shape, one distorted copy per
+    image, in order (labels are not changed). Draw all randomness from ``rng``, a
+    ``numpy.random.Generator`` seeded for this batch alone: a batch is then the same
+    after ``--resume``. ``distort`` runs in a background thread, one instance per
+    training run, so it may keep work arrays between calls. See
+    ``mnistkit.augment.Augmentation``.
+    """
+
+
+@hookspec
+def mnistkit_register_recipes(register: Any) -> None:
+    """Register named training configurations by calling
+    ``register(name, recipe, help=...)`` (``mnistkit train --recipe NAME``).
+
+    ``recipe`` is a ``mnistkit.recipes.Recipe``: the model, optimizer, their options
+    and the training settings, with the source and the published test error they
+    reproduce. The names it uses (model, optimizer, augmentation) are looked up when it
+    is trained, so a recipe may use another plugin's model.
+    """
+
+
+@hookspec
 def mnistkit_register_commands(cli: Any) -> None:
     """Add commands to the ``mnistkit`` command line.
 

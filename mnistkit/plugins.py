@@ -31,6 +31,8 @@ _HOOK_OF_KIND = {
     "model": "mnistkit_register_models",
     "optimizer": "mnistkit_register_optimizers",
     "dataset": "mnistkit_register_datasets",
+    "augmentation": "mnistkit_register_augmentations",
+    "recipe": "mnistkit_register_recipes",
 }
 
 

@@ -1,4 +1,4 @@
-"""Name -> factory tables for models, optimizers and datasets.
+"""Name -> factory tables for models, optimizers, datasets, augmentations and recipes.
 
 Plugins fill a :class:`Registry` through their ``register`` callbacks; the CLI and
 the library look names up here. A name registered by two plugins is kept as a
@@ -16,14 +16,15 @@ from typing import Any, Literal
 from mnistkit.errors import PluginError, UnknownNameError
 from mnistkit.options import build_options, check_options_class, describe_options
 
-Kind = Literal["model", "optimizer", "dataset"]
-KINDS: tuple[Kind, ...] = ("model", "optimizer", "dataset")
+Kind = Literal["model", "optimizer", "dataset", "augmentation", "recipe"]
+KINDS: tuple[Kind, ...] = ("model", "optimizer", "dataset", "augmentation", "recipe")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 
 
 @dataclasses.dataclass(frozen=True)
 class Entry:
-    """One registered model, optimizer or dataset."""
+    """One registered model, optimizer, dataset, augmentation or recipe (whose
+    ``factory`` is the :class:`mnistkit.recipes.Recipe` itself)."""
 
     kind: Kind
     name: str
@@ -42,7 +43,8 @@ class Entry:
 
 
 class Registry:
-    """The models, optimizers and datasets that the loaded plugins registered."""
+    """The models, optimizers, datasets, augmentations and recipes that the loaded plugins
+    registered."""
 
     def __init__(self) -> None:
         self._entries: dict[Kind, dict[str, Entry]] = {kind: {} for kind in KINDS}
@@ -63,7 +65,13 @@ class Registry:
         where = f"plugin {entry.plugin!r} registering {entry.kind} {entry.name!r}"
         if not isinstance(entry.name, str) or not _NAME.match(entry.name):
             raise PluginError(f"{where}: use lower case letters, digits, '-', '_' and '.'")
-        if not callable(entry.factory):
+        if entry.kind == "recipe":
+            from mnistkit.recipes import Recipe
+
+            if not isinstance(entry.factory, Recipe):
+                raise PluginError(f"{where}: register a mnistkit.recipes.Recipe; got "
+                                  f"{type(entry.factory).__name__}")
+        elif not callable(entry.factory):
             raise PluginError(f"{where}: the factory {entry.factory!r} is not callable")
         if entry.options is not None:
             try:

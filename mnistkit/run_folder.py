@@ -216,6 +216,12 @@ def _record_problem(record: dict[str, Any]) -> str:
     for number, row in enumerate(record["history"], start=1):
         if not isinstance(row, dict) or any(bad(row.get(k), _NUMBER) for k in _HISTORY_KEYS):
             return f"history row {number} is not a record of {', '.join(_HISTORY_KEYS)}"
+    augmentation = record.get("augmentation")  # absent in runs made before it existed
+    if augmentation is not None and not (
+            isinstance(augmentation, dict) and isinstance(augmentation.get("name"), str)
+            and isinstance(augmentation.get("options"), dict)):
+        return f"'augmentation' must be {{'name': ..., 'options': {{...}}}}; got " \
+               f"{_short(augmentation)}"
     best = record.get("best_epoch")
     if best is not None and (bad(best, int)
                              or not 1 <= best <= len(record["history"])):

@@ -57,6 +57,8 @@ class RunSpec:
     val_size: int = 10_000
     limit: int | None = None
     config: TrainConfig = TrainConfig()
+    augment: str = "none"
+    augment_options: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def default_run_dir(root: str | Path, model: str) -> Path:
@@ -83,7 +85,7 @@ _FIXED_SETTINGS: dict[str, tuple[str, ...]] = {
     "val_size": ("training", "val_size"), "limit": ("training", "limit"),
     "batch_size": ("training", "batch_size"), "seed": ("training", "seed"),
     "sampling": ("training", "sampling"), "steps_per_epoch": ("training", "steps_per_epoch"),
-    "pixel_scale": ("training", "pixel_scale"),
+    "pixel_scale": ("training", "pixel_scale"), "augment": ("augmentation", "name"),
 }
 
 
@@ -93,11 +95,12 @@ def resume_conflicts(record: dict[str, Any], registry: Registry,
     ``(setting, requested value, the run's value)``; ``[]`` when a resume may go ahead.
 
     ``requested`` holds only what the user asked for explicitly: keys of
-    ``_FIXED_SETTINGS``, and ``model_options``/``optimizer_options`` as ``{name: value}``
-    (compared after conversion, so ``-m hidden_size=100`` matches a run of 100). A value
-    equal to the run's is no conflict.
+    ``_FIXED_SETTINGS``, and ``model_options``/``optimizer_options``/``augment_options`` as
+    ``{name: value}`` (compared after conversion, so ``-m hidden_size=100`` matches a run
+    of 100). A value equal to the run's is no conflict.
     """
     conflicts = []
+    record = {**record, "augmentation": augmentation_record(record)}
     for setting, where in _FIXED_SETTINGS.items():
         if setting in requested:
             recorded = record
@@ -105,16 +108,30 @@ def resume_conflicts(record: dict[str, Any], registry: Registry,
                 recorded = recorded.get(key) if isinstance(recorded, dict) else None
             if requested[setting] != recorded:
                 conflicts.append((setting, requested[setting], recorded))
-    for kind in ("model", "optimizer"):
+    for kind in ("model", "optimizer", "augment"):
         given = requested.get(f"{kind}_options") or {}
-        recorded = record[f"{kind}_options"]
         if not given:
             continue
-        entry = registry.get(kind, record[kind])
+        if kind == "augment":
+            recorded = record["augmentation"]["options"]
+            entry = registry.get("augmentation", record["augmentation"]["name"])
+        else:
+            recorded = record[f"{kind}_options"]
+            entry = registry.get(kind, record[kind])
         merged = options_to_dict(entry.make_options({**recorded, **given}))
         conflicts += [(f"{kind}_options.{name}", merged.get(name), recorded.get(name))
                       for name in given if merged.get(name) != recorded.get(name)]
     return conflicts
+
+
+def augmentation_record(record: dict[str, Any]) -> dict[str, Any]:
+    """The run's ``augmentation`` record (``{"name", "options"}``); runs made before
+    augmentation existed trained on plain images: ``none``."""
+    found = record.get("augmentation")
+    if not isinstance(found, dict) or not isinstance(found.get("name"), str):
+        return {"name": "none", "options": {}}
+    options = found.get("options")
+    return {"name": found["name"], "options": options if isinstance(options, dict) else {}}
 
 
 def split_train_val(train: Split, val_size: int, limit: int | None) -> tuple[Split, Split]:
@@ -156,6 +173,8 @@ class Run:
         opt_entry = registry.get("optimizer", spec.optimizer)
         model_opts = model_entry.make_options(spec.model_options)
         opt_opts = opt_entry.make_options(spec.optimizer_options)
+        aug_entry = registry.get("augmentation", spec.augment)
+        aug_opts = aug_entry.make_options(spec.augment_options)
         train, val = split_train_val(dataset.train, spec.val_size, spec.limit)
         _check_config(spec.config, len(train))
         record = {
@@ -164,7 +183,9 @@ class Run:
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "model": spec.model, "model_options": options_to_dict(model_opts),
             "optimizer": spec.optimizer, "optimizer_options": options_to_dict(opt_opts),
-            "plugins": {"model": model_entry.plugin, "optimizer": opt_entry.plugin},
+            "augmentation": {"name": spec.augment, "options": options_to_dict(aug_opts)},
+            "plugins": {"model": model_entry.plugin, "optimizer": opt_entry.plugin,
+                        "augmentation": aug_entry.plugin},
             "dataset": _dataset_record(dataset, len(train), len(val)),
             "training": {**dataclasses.asdict(spec.config), "val_size": spec.val_size,
                          "limit": spec.limit},
@@ -244,7 +265,8 @@ class Run:
         opt_options = opt_entry.make_options(record["optimizer_options"])
         optimizer = call_plugin(opt_entry, "could not be built",
                                  lambda: opt_entry.factory(model.params, opt_options))
-        trainer = Trainer(model, optimizer, train, val, config, rng, model_name=record["model"])
+        trainer = Trainer(model, optimizer, train, val, config, rng, model_name=record["model"],
+                          **_augmentation_for(record, registry))
         return cls(path, record, model, optimizer, trainer, dataset)
 
     # -- owning the folder --------------------------------------------------------------
@@ -287,9 +309,12 @@ class Run:
             self.record["error"] = str(exc)
             self._write_record()
             raise
-        except PluginError as exc:  # a model breaking its contract, found on the first step
-            plugin = self.record.get("plugins", {}).get("model", "?")
-            message = f"{exc}; model {self.record['model']!r} comes from plugin {plugin!r}"
+        except PluginError as exc:  # a model or augmentation breaking its contract
+            kind = "augmentation" if str(exc).startswith("augmentation") else "model"
+            name = augmentation_record(self.record)["name"] if kind == "augmentation" else (
+                self.record["model"])
+            plugin = self.record.get("plugins", {}).get(kind, "?")
+            message = f"{exc}; {kind} {name!r} comes from plugin {plugin!r}"
             self.record["status"] = "failed"
             self.record["error"] = message
             self._write_record()
@@ -363,6 +388,20 @@ class Run:
         except OSError as exc:
             reason = exc.strerror or exc
             raise RunError(f"cannot write the run folder {self.path}: {reason}") from None
+
+
+def _augmentation_for(record: dict[str, Any], registry: Registry) -> dict[str, Any]:
+    """The Trainer arguments of the run's augmentation: none for ``none``."""
+    found = augmentation_record(record)
+    if found["name"] == "none":
+        return {}
+    entry = registry.get("augmentation", found["name"])
+    options = entry.make_options(found["options"])
+    augmentation = call_plugin(entry, "could not be built", lambda: entry.factory(options))
+    if not callable(getattr(augmentation, "distort", None)):
+        raise PluginError(f"augmentation {found['name']!r} of plugin {entry.plugin!r}: its "
+                          "factory must return an object with distort(images, rng)")
+    return {"augmentation": augmentation, "augmentation_name": found["name"]}
 
 
 def _check_config(config: TrainConfig, n_train: int) -> None:

@@ -23,6 +23,7 @@ from mnistkit.data.dataset import Split
 from mnistkit.errors import MnistkitError, OptionsError, PluginError, TrainingError
 from mnistkit.evaluation import accuracy
 from mnistkit.memory import check_fits
+from mnistkit.prefetch import AugmentedBatches
 
 TRAIN_ACCURACY_SAMPLE = 10_000
 
@@ -83,7 +84,11 @@ class Trainer:
     """Trains ``model`` with ``optimizer`` on ``train``, measuring accuracy on ``val``."""
 
     def __init__(self, model: Any, optimizer: Any, train: Split, val: Split,
-                 config: TrainConfig, rng: np.random.Generator, model_name: str = "model") -> None:
+                 config: TrainConfig, rng: np.random.Generator, model_name: str = "model",
+                 augmentation: Any = None, augmentation_name: str = "augmentation") -> None:
+        """``augmentation`` (an object with ``distort(images, rng)``, see
+        :mod:`mnistkit.augment`) distorts each training batch, ahead of the step in a
+        background thread; ``None`` trains on the images as they are."""
         if len(train) == 0:
             raise TrainingError("there are no training images (check --limit and --val-size)")
         self.model, self.optimizer, self.config = model, optimizer, config
@@ -91,6 +96,11 @@ class Trainer:
         self.model_name = model_name
         self.batches = BatchMaker(train.images, train.labels, config.batch_size,
                                   config.pixel_scale)
+        self.augmented: AugmentedBatches | None = None
+        if augmentation is not None:
+            self.augmented = AugmentedBatches(train.images, train.labels, augmentation,
+                                              config.batch_size, config.pixel_scale,
+                                              config.seed, name=augmentation_name)
         self.steps = config.steps_for(len(train))
         _check_sizes(config, self.steps, len(train))
         self.epoch = 0          # epochs completed
@@ -116,6 +126,13 @@ class Trainer:
         parameters non-finite, which makes the next loss non-finite (blamed on the step
         before), and the parameters are checked whenever the caller may save them.
         """
+        try:
+            yield from self._run(should_stop)
+        finally:  # also when the caller closes the generator or a step raises
+            if self.augmented is not None:
+                self.augmented.close()
+
+    def _run(self, should_stop: Callable[[], bool]) -> Iterator[Event]:
         cfg = self.config
         while self.epoch < cfg.epochs:
             # Also when resuming mid-epoch: the schedule depends only on (epoch, epochs).
@@ -125,6 +142,8 @@ class Trainer:
                 # the draw is what checkpoints keep: the order is drawn again from it.
                 self._order_rng = self.rng.bit_generator.state
                 self.order = self._epoch_order()
+            if self.augmented is not None:  # from this step: the same batches on a resume
+                self.augmented.start(self.epoch, self.order, self.step, self.steps)
             self._epoch_started = time.perf_counter()
             yield EpochStarted(self.epoch, cfg.epochs, self.steps, float(self.optimizer.lr))
             while self.step < self.steps:
@@ -155,9 +174,11 @@ class Trainer:
         return order
 
     def _one_step(self) -> float:
-        b = self.config.batch_size
-        indices = self.order[self.step * b:(self.step + 1) * b]
-        x, y = self.batches.take(indices)
+        if self.augmented is not None:
+            x, y = self.augmented.take()
+        else:
+            b = self.config.batch_size
+            x, y = self.batches.take(self.order[self.step * b:(self.step + 1) * b])
         if self._fused:
             return self._fused_step(x, y)
         try:
