@@ -14,8 +14,6 @@ have to copy each batch back, and the work is NumPy calls that release the GIL.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import queue
 import threading
 from typing import Any
@@ -100,7 +98,6 @@ class AugmentedBatches:
     def _produce(self, epoch: int, order: np.ndarray, first_step: int, steps: int,
                  stop: threading.Event, out: queue.Queue[Any]) -> None:
         b = self.batch_size
-        _lower_priority()
         try:
             for step in range(first_step, steps):
                 if stop.is_set():
@@ -136,19 +133,6 @@ class AugmentedBatches:
         text = (str(exc).splitlines() or [""])[0]
         return PluginError(f"augmentation {self.name!r}: distort failed "
                            f"({type(exc).__name__}: {text})")
-
-
-#: The nice value of the augmentation thread: it yields the cores to the step's BLAS
-#: threads, which wait for each other, so a step whose thread was preempted stalls both.
-#: A/B on 2 cores, 784-800-10 elastic epoch: 1.53 s at nice 0, 1.40 s at 19 (plain 0.76 s).
-AUGMENT_NICE = 19
-
-
-def _lower_priority() -> None:
-    """Lower this thread's scheduling priority (Linux: a thread's id is a process id for
-    setpriority); elsewhere, or when refused, it keeps the process's priority."""
-    with contextlib.suppress(AttributeError, OSError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), AUGMENT_NICE)
 
 
 def _check_distorted(name: str, raw: np.ndarray, distorted: Any) -> None:

@@ -59,6 +59,7 @@ class RunSpec:
     config: TrainConfig = TrainConfig()
     augment: str = "none"
     augment_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    recipe: str | None = None  # the recipe these settings came from, if any
 
 
 def default_run_dir(root: str | Path, model: str) -> Path:
@@ -184,6 +185,7 @@ class Run:
             "model": spec.model, "model_options": options_to_dict(model_opts),
             "optimizer": spec.optimizer, "optimizer_options": options_to_dict(opt_opts),
             "augmentation": {"name": spec.augment, "options": options_to_dict(aug_opts)},
+            "recipe": spec.recipe,
             "plugins": {"model": model_entry.plugin, "optimizer": opt_entry.plugin,
                         "augmentation": aug_entry.plugin},
             "dataset": _dataset_record(dataset, len(train), len(val)),

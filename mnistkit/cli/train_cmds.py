@@ -116,6 +116,14 @@ class _StopFlag:
               help="Steps per epoch (default: one pass over the training images).")
 @click.option("--raw-pixels", is_flag=True,
               help="Feed raw 0..255 pixels instead of scaling to [0, 1] (as the blog post did).")
+@click.option("--augment", default="none", show_default=True, metavar="NAME",
+              help="Distort each training batch: none, elastic, affine (see 'mnistkit "
+                   "augmentations'). Validation and test images are never distorted.")
+@click.option("-a", "--augment-option", "augment_options", multiple=True, metavar="KEY=VALUE",
+              help="Set an augmentation option, e.g. -a sigma=4 -a alpha=34 (repeatable).")
+@click.option("--recipe", default=None, metavar="NAME",
+              help="Train a named configuration, e.g. a published result (see 'mnistkit "
+                   "recipes'); any option given as well overrides the recipe's.")
 @dataset_options
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Run folder to create. [default: runs/<timestamp>-<model>]")
@@ -128,7 +136,8 @@ class _StopFlag:
 def train_command(model_name: str, optimizer_name: str, model_options: tuple[str, ...],
                   optimizer_options: tuple[str, ...], epochs: int | None, batch_size: int,
                   seed: int, val_size: int, limit: int | None, sampling: str,
-                  steps_per_epoch: int | None, raw_pixels: bool, dataset_name: str,
+                  steps_per_epoch: int | None, raw_pixels: bool, augment: str,
+                  augment_options: tuple[str, ...], recipe: str | None, dataset_name: str,
                   data_dir: Path | None, out: Path | None, resume: Path | None,
                   threads: int | None, quiet: bool, as_json: bool) -> None:
     """Train a model and save the run (parameters, history, metrics) in a folder.
@@ -143,6 +152,8 @@ def train_command(model_name: str, optimizer_name: str, model_options: tuple[str
       mnistkit train --model twolayer -m hidden_size=512 -o lr=0.1 -o momentum=0.9 --epochs 5
       mnistkit train --model softmax --epochs 5 --out runs/softmax
       mnistkit train --resume runs/softmax
+      mnistkit train --augment elastic -a sigma=4 -a alpha=34 -m hidden_size=800
+      mnistkit train --recipe simard2003-elastic --epochs 50
     """
     import numpy as np
 
@@ -154,6 +165,13 @@ def train_command(model_name: str, optimizer_name: str, model_options: tuple[str
     out_console = console(stderr=as_json)
     if resume is not None:  # the run's own dataset; nothing else may differ from the run
         dataset_name = _check_resume_request(resume, registry)
+    elif recipe is not None:  # the recipe's settings where the command line gave none
+        settings = _recipe_settings(registry, recipe)
+        model_name, optimizer_name = settings["model_name"], settings["optimizer_name"]
+        epochs, batch_size, val_size = settings["epochs"], settings["batch_size"], (
+            settings["val_size"])
+        sampling, steps_per_epoch = settings["sampling"], settings["steps_per_epoch"]
+        raw_pixels, augment = settings["raw_pixels"], settings["augment"]
     try:
         with out_console.status("Loading data…") if not (quiet or as_json) else _nothing():
             dataset = load_dataset_for_cli(dataset_name, data_dir)
@@ -179,11 +197,18 @@ def train_command(model_name: str, optimizer_name: str, model_options: tuple[str
             config = TrainConfig(epochs=20 if epochs is None else epochs, batch_size=batch_size,
                                  seed=seed, sampling=sampling, steps_per_epoch=steps_per_epoch,
                                  pixel_scale=1.0 if raw_pixels else 1.0 / 255.0)
+            given = {"model": parse_assignments(model_options),
+                     "optimizer": parse_assignments(optimizer_options),
+                     "augment": parse_assignments(augment_options)}
+            if recipe is not None:
+                given = {kind: {**settings[f"{kind}_options"], **values}
+                         for kind, values in given.items()}
             spec = RunSpec(model=model_name, optimizer=optimizer_name,
-                           model_options=parse_assignments(model_options),
-                           optimizer_options=parse_assignments(optimizer_options),
-                           dataset=dataset_name, val_size=val_size, limit=limit, config=config)
-            run = Run.start(spec, dataset, registry, out or default_run_dir("runs", model_name),
+                           model_options=given["model"], optimizer_options=given["optimizer"],
+                           dataset=dataset_name, val_size=val_size, limit=limit, config=config,
+                           augment=augment, augment_options=given["augment"], recipe=recipe)
+            run = Run.start(spec, dataset, registry,
+                            out or default_run_dir("runs", recipe or model_name),
                             pick_free_name=out is None)
         # Overflow warnings would print source lines; the NaN guard explains divergence.
         with _limit_threads(threads), np.errstate(over="ignore", invalid="ignore",
@@ -224,7 +249,37 @@ _RESUME_FIXED = {
     "val_size": "--val-size", "limit": "--limit", "batch_size": "--batch-size",
     "seed": "--seed", "sampling": "--sampling", "steps_per_epoch": "--steps-per-epoch",
     "raw_pixels": "--raw-pixels", "model_options": "-m", "optimizer_options": "-o",
+    "augment": "--augment", "augment_options": "-a",
 }
+_OPTION_FLAGS = {"model": "-m", "optimizer": "-o", "augment": "-a"}
+
+#: The train command's parameters that a recipe sets, and the Recipe field of each.
+_RECIPE_FIELDS = {
+    "model_name": "model", "optimizer_name": "optimizer", "epochs": "epochs",
+    "batch_size": "batch_size", "val_size": "val_size", "sampling": "sampling",
+    "steps_per_epoch": "steps_per_epoch", "raw_pixels": "raw_pixels", "augment": "augment",
+}
+
+
+def _recipe_settings(registry: Any, name: str) -> dict[str, Any]:
+    """The train parameters of recipe ``name``: the recipe's value of each parameter the
+    command line left at its default, the command line's otherwise; ``*_options`` are
+    the recipe's options (the command line's are merged over them by the caller)."""
+    from click.core import ParameterSource
+
+    recipe = registry.get("recipe", name).factory
+    ctx = click.get_current_context()
+    settings = {}
+    for param, field in _RECIPE_FIELDS.items():
+        explicit = ctx.get_parameter_source(param) in (ParameterSource.COMMANDLINE,
+                                                       ParameterSource.ENVIRONMENT)
+        settings[param] = ctx.params[param] if explicit else getattr(recipe, field)
+    for kind, param in (("model", "model_name"), ("optimizer", "optimizer_name"),
+                        ("augment", "augment")):
+        # The recipe's options belong to the recipe's model (optimizer, augmentation) only.
+        same = settings[param] == getattr(recipe, _RECIPE_FIELDS[param])
+        settings[f"{kind}_options"] = dict(getattr(recipe, f"{kind}_options")) if same else {}
+    return settings
 
 
 def _check_resume_request(resume: Path, registry: Any) -> str:
@@ -238,21 +293,23 @@ def _check_resume_request(resume: Path, registry: Any) -> str:
     from mnistkit.runs import resume_conflicts
 
     ctx = click.get_current_context()
-    given = {name for name in (*_RESUME_FIXED, "out")
+    given = {name for name in (*_RESUME_FIXED, "out", "recipe")
              if ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE,
                                                    ParameterSource.ENVIRONMENT)}
     record = read_record(resume)
-    if "out" in given:
-        raise click.UsageError("--out and --resume cannot be used together: a resumed run "
-                               "stays in its own folder")
+    for option in ("out", "recipe"):
+        if option in given:
+            raise click.UsageError(f"--{option} and --resume cannot be used together: a "
+                                   "resumed run keeps its folder and settings")
     p = ctx.params
+    options = {f"{kind}_options" for kind in _OPTION_FLAGS}
     requested: dict[str, Any] = {
         {"model_name": "model", "optimizer_name": "optimizer",
          "dataset_name": "dataset"}.get(name, name): p[name]
-        for name in given if name not in ("raw_pixels", "model_options", "optimizer_options")}
+        for name in given if name not in ("raw_pixels", *options)}
     if "raw_pixels" in given:
         requested["pixel_scale"] = 1.0 if p["raw_pixels"] else 1.0 / 255.0
-    for kind in ("model", "optimizer"):
+    for kind in _OPTION_FLAGS:
         if f"{kind}_options" in given:
             requested[f"{kind}_options"] = parse_assignments(p[f"{kind}_options"])
     conflicts = resume_conflicts(record, registry, requested)
@@ -266,8 +323,7 @@ def _check_resume_request(resume: Path, registry: Any) -> str:
 def _describe_conflict(setting: str, requested: Any, recorded: Any) -> str:
     kind, _, option = setting.partition("_options.")
     if option:
-        flag = "-m" if kind == "model" else "-o"
-        return f"{flag} {option}={requested} (the run has {recorded})"
+        return f"{_OPTION_FLAGS[kind]} {option}={requested} (the run has {recorded})"
     if setting == "pixel_scale":
         pixels = "raw 0..255" if recorded == 1.0 else "scaled to 0..1"
         return f"--raw-pixels (the run fed {pixels} pixels)"
@@ -297,7 +353,7 @@ def _train_with_progress(run: Any, stop: _StopFlag, show: bool, out: Any) -> Non
               f" with [bold]{record['optimizer']}[/] "
               f"({_format_options(record['optimizer_options'])}) on {record['dataset']['name']} "
               f"({record['dataset']['n_train']} train, {record['dataset']['n_val']} val images)"
-              f" -> {run.path}")
+              f"{_augmentation_note(record)} -> {run.path}")
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/"
                "{task.total}"), TextColumn("loss {task.fields[loss]:.4f}"), TimeRemainingColumn())
     with Progress(*columns, console=out, transient=True) as progress:
@@ -324,6 +380,15 @@ def _train_with_progress(run: Any, stop: _StopFlag, show: bool, out: Any) -> Non
                     f"{event.seconds:.2f}s")
             if stop.requested and task is not None:
                 progress.update(task, description="stopping…")
+
+
+def _augmentation_note(record: dict[str, Any]) -> str:
+    from mnistkit.runs import augmentation_record
+
+    found = augmentation_record(record)
+    if found["name"] == "none":
+        return ""
+    return f", distorted by [bold]{found['name']}[/] ({_format_options(found['options'])})"
 
 
 def _format_options(options: dict[str, Any]) -> str:
