@@ -53,11 +53,16 @@ class PluginProblem:
     plugin: str
     distribution: str
     error: str
+    hook: str | None = None  # the hook that raised; None when the plugin did not load
 
     def message(self) -> str:
-        """One line for stderr naming the distribution and the error."""
+        """One line for stderr naming the distribution, the failed hook and the error."""
         if self.distribution == LOAD_PLUGINS_ENV:  # a name that matches nothing installed
             return f"warning: {LOAD_PLUGINS_ENV} names {self.plugin!r}, which {self.error}"
+        if self.hook is not None:
+            return (f"warning: plugin {self.plugin!r} from {self.distribution}: its hook "
+                    f"{self.hook} failed and was skipped ({self.error}); its other hooks "
+                    "are loaded")
         return (
             f"warning: plugin {self.plugin!r} from {self.distribution} was skipped: {self.error}"
         )
@@ -109,12 +114,12 @@ class Plugins:
             try:
                 impl.function(**kwargs_for(name))
             except Exception as exc:  # a broken plugin must not break mnistkit
-                self._problem(name, exc)
+                self._problem(name, exc, hook=hook_name)
 
-    def _problem(self, name: str, exc: BaseException) -> None:
+    def _problem(self, name: str, exc: BaseException, hook: str | None = None) -> None:
         dist = self._dists.get(name, ("mnistkit", ""))[0]
         text = str(exc) if isinstance(exc, MnistkitError) else f"{type(exc).__name__}: {exc}"
-        problem = PluginProblem(name, dist, text.splitlines()[0] if text else "")
+        problem = PluginProblem(name, dist, text.splitlines()[0] if text else "", hook)
         if problem not in self.problems:  # build_cli may call the command hook again
             self.problems.append(problem)
 

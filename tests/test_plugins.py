@@ -81,8 +81,10 @@ def test_a_plugin_raising_in_a_hook_is_isolated_and_named():
     assert "twolayer" in plugins.registry.names("model")
     [problem] = plugins.problems
     assert problem.plugin == "broken_one"
-    assert problem.message() == ("warning: plugin 'broken_one' from mnistkit was skipped: "
-                                 "RuntimeError: broken_one exploded")
+    assert problem.hook == "mnistkit_register_models"
+    assert problem.message() == (
+        "warning: plugin 'broken_one' from mnistkit: its hook mnistkit_register_models failed "
+        "and was skipped (RuntimeError: broken_one exploded); its other hooks are loaded")
 
 
 def test_a_plugin_raising_in_register_commands_is_isolated():
@@ -102,8 +104,9 @@ def test_a_plugin_raising_in_register_commands_is_isolated():
     cli = build_cli(plugins)
     result = run(cli, "hello")
     assert result.exit_code == 0 and result.stdout == "hello there\n"
-    assert result.stderr.strip() == ("warning: plugin 'cmds_bad' from mnistkit was skipped: "
-                                     "ValueError: no commands today")
+    assert result.stderr.strip() == (
+        "warning: plugin 'cmds_bad' from mnistkit: its hook mnistkit_register_commands failed "
+        "and was skipped (ValueError: no commands today); its other hooks are loaded")
 
 
 def test_two_plugins_registering_one_name_conflict_clearly():

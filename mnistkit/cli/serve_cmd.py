@@ -6,9 +6,8 @@ from pathlib import Path
 
 import click
 
+from mnistkit.cli import EXIT_INTERRUPTED
 from mnistkit.cli.common import current_plugins, load_dataset_for_cli, run_options
-
-EXIT_INTERRUPTED = 130
 
 
 @click.command("serve", short_help="Draw digits in the browser and watch trained runs decide.")

@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from mnistkit.cli import EXIT_INTERRUPTED
 from mnistkit.cli.common import console, json_option, print_json
 from mnistkit.cli.completion import (
     complete_datasets,
@@ -19,7 +20,6 @@ from mnistkit.cli.completion import (
     complete_optimizers,
 )
 
-EXIT_INTERRUPTED = 130
 _TABLE_ROWS = 24  # rows of the live table: running and failed trials first, then the latest
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from mnistkit.cli import EXIT_INTERRUPTED
 from mnistkit.cli.common import (
     console,
     current_plugins,
@@ -27,8 +28,6 @@ from mnistkit.cli.completion import (
     complete_run_folders,
 )
 from mnistkit.errors import MnistkitError
-
-EXIT_INTERRUPTED = 130
 
 
 def threads_option(func: Any) -> Any:

@@ -165,9 +165,10 @@ BAD_WARNINGS = [
     "warning: plugin 'broken' from mnistkit-relbad was skipped: ModuleNotFoundError: "
     "No module named 'numpyy'",
     "warning: plugin 'syntax' from mnistkit-relbad was skipped: SyntaxError:",
-    "warning: plugin 'hookraises' from mnistkit-relbad was skipped: RuntimeError: cannot find "
-    "my weights",
-    "warning: plugin 'cmdraises' from mnistkit-relbad was skipped: AttributeError:",
+    "warning: plugin 'hookraises' from mnistkit-relbad: its hook mnistkit_register_models "
+    "failed and was skipped (RuntimeError: cannot find my weights)",
+    "warning: plugin 'cmdraises' from mnistkit-relbad: its hook mnistkit_register_commands "
+    "failed and was skipped (AttributeError:",
 ]
 
 
