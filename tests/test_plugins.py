@@ -259,3 +259,14 @@ def test_building_the_cli_twice_reports_a_problem_once():
     build_cli(plugins)
     result = run(build_cli(plugins), "models")
     assert len(result.stderr.splitlines()) == 1 and len(plugins.problems) == 1
+
+
+def test_an_unknown_command_names_the_plugins_that_failed_to_load():
+    plugins = load_plugins(extra=[make_plugin("cmds_bad", raise_in="commands")],
+                           entry_points=False)
+    result = run(build_cli(plugins), "hello")
+    assert result.exit_code == 2
+    assert "No such command 'hello'" in result.stderr
+    assert "plugin 'cmds_bad' from mnistkit: ValueError: no commands today" in result.stderr
+    clean = run(build_cli(load_plugins(entry_points=False)), "hello")
+    assert clean.exit_code == 2 and "plugin" not in clean.stderr

@@ -43,6 +43,19 @@ class MnistkitGroup(click.Group):
             raise _interrupted() from None
 
 
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
+        try:
+            return super().resolve_command(ctx, args)
+        except click.UsageError as exc:  # perhaps the command of a plugin that failed
+            problems = getattr(self, "plugin_problems", [])
+            if problems and "No such command" in exc.message:
+                failed = "; ".join(f"plugin {p.plugin!r} from {p.distribution}: {p.error}"
+                                   for p in problems)
+                exc.message += (f" A plugin that failed may be the one that adds it ({failed});"
+                                " see 'mnistkit plugins'.")
+            raise
+
+
 def _interrupted() -> click.exceptions.Exit:
     click.echo(INTERRUPTED_MESSAGE, err=True)
     return click.exceptions.Exit(EXIT_INTERRUPTED)
@@ -86,5 +99,6 @@ def build_cli(plugins: Plugins | None = None) -> click.Group:
 
     _add_builtin_commands(cli)
     plugins.call_register_commands(cli)
+    cli.plugin_problems = plugins.problems  # type: ignore[attr-defined]
     return cli
 
