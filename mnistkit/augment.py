@@ -25,6 +25,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from mnistkit.options import check_declared, option
+
 
 @runtime_checkable
 class Augmentation(Protocol):
@@ -142,14 +144,12 @@ def gaussian_matrix(size: int, sigma: float) -> np.ndarray:
 class ElasticOptions:
     """Simard's elastic distortion: smoothing ``sigma`` and strength ``alpha`` (pixels)."""
 
-    sigma: float = 4.0
-    alpha: float = 34.0
+    sigma: float = option(4.0, "std of the Gaussian smoothing the field (pixels)", gt=0, le=28)
+    alpha: float = option(34.0, "strength: the smoothed field is scaled by it (pixels)",
+                          ge=0, le=1000)
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.sigma) and self.sigma > 0):
-            raise ValueError(f"sigma must be > 0; got {self.sigma}")
-        if not (math.isfinite(self.alpha) and self.alpha >= 0):
-            raise ValueError(f"alpha must be >= 0; got {self.alpha}")
+        check_declared(self)
 
 
 class Elastic:
@@ -198,18 +198,13 @@ class AffineOptions:
     """Ranges of the random affine map: rotation (degrees), scale (fraction), shear
     (degrees) and shift (pixels), each drawn uniformly in ``[-x, x]``."""
 
-    rotation: float = 12.0
-    scale: float = 0.12
-    shear: float = 10.0
-    shift: float = 2.0
+    rotation: float = option(12.0, "largest rotation (degrees)", ge=0, le=180)
+    scale: float = option(0.12, "largest change of size (fraction)", ge=0, lt=1)
+    shear: float = option(10.0, "largest shear (degrees)", ge=0, lt=90)
+    shift: float = option(2.0, "largest shift (pixels)", ge=0, le=28)
 
     def __post_init__(self) -> None:
-        for name in ("rotation", "scale", "shear", "shift"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} must be >= 0; got {value}")
-        if self.scale >= 1:
-            raise ValueError(f"scale must be below 1; got {self.scale}")
+        check_declared(self)
 
 
 class Affine:

@@ -8,6 +8,22 @@ Plugins declare their settings as a dataclass with typed fields and defaults::
 
 Supported field types: ``int``, ``float``, ``bool``, ``str``, ``typing.Literal``
 of strings, and ``tuple[int, ...]`` (written ``512,256`` on the command line).
+
+Bounds are declared, not hand-written: :func:`option` puts them in the field's
+metadata (``ge``, ``gt``, ``le``, ``lt``, as in pydantic's ``Field``), and
+:func:`check_declared` (call it from ``__post_init__``) enforces them, for values from
+the command line and for options built in code alike; ``mnistkit models`` shows them::
+
+    @dataclass
+    class TwoLayerOptions:
+        hidden_size: int = option(256, "hidden units", ge=1)
+        reg: float = option(1e-5, "L2 strength", ge=0)
+
+        def __post_init__(self) -> None:
+            check_declared(self)
+
+A choice among strings is a ``Literal`` type; rules between fields stay in
+``__post_init__`` after ``check_declared``.
 """
 
 from __future__ import annotations
@@ -28,12 +44,63 @@ _FALSE = {"0", "false", "no", "off"}
 
 @dataclasses.dataclass(frozen=True)
 class OptionInfo:
-    """One declared option: its name, type (as shown to users), default and help."""
+    """One declared option: its name, type (as shown to users), default, help and the
+    range its value must lie in (``""`` when any value of its type will do)."""
 
     name: str
     type_name: str
     default: Any
     help: str
+    bounds: str = ""
+
+
+#: The bounds a field's metadata may declare, and how each reads.
+BOUND_KEYS = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
+
+
+def option(default: Any, help: str = "", *, ge: float | None = None, gt: float | None = None,
+           le: float | None = None, lt: float | None = None) -> Any:
+    """A dataclass field for an option: its default, one line of help and its bounds
+    (``ge`` >=, ``gt`` >, ``le`` <=, ``lt`` <; for ``tuple[int, ...]`` each item)."""
+    declared = {"ge": ge, "gt": gt, "le": le, "lt": lt}
+    metadata = {"help": help, **{k: v for k, v in declared.items() if v is not None}}
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def bounds_text(field: dataclasses.Field) -> str:
+    """The declared range of ``field`` as users read it: ``>= 0``, ``in [0, 1)``, or ``""``."""
+    meta = field.metadata
+    low = next(((k, meta[k]) for k in ("ge", "gt") if k in meta), None)
+    high = next(((k, meta[k]) for k in ("le", "lt") if k in meta), None)
+    if low and high:
+        return (f"in {'[' if low[0] == 'ge' else '('}{low[1]:g}, "
+                f"{high[1]:g}{']' if high[0] == 'le' else ')'}")
+    if low or high:
+        key, value = low or high
+        return f"{BOUND_KEYS[key]} {value:g}"
+    return ""
+
+
+def _within(value: Any, meta: Mapping[str, Any]) -> bool:
+    """Whether ``value`` satisfies the bounds in ``meta`` (NaN satisfies none)."""
+    checks = {"ge": lambda v, b: v >= b, "gt": lambda v, b: v > b,
+              "le": lambda v, b: v <= b, "lt": lambda v, b: v < b}
+    return all(checks[key](value, meta[key]) for key in BOUND_KEYS if key in meta)
+
+
+def check_declared(options: Any) -> None:
+    """Raise ``ValueError`` naming the first field of the ``options`` instance outside
+    its declared bounds: ``momentum must be in [0, 1); got 1.5``."""
+    for f in dataclasses.fields(options):
+        if not any(key in f.metadata for key in BOUND_KEYS):
+            continue
+        value = getattr(options, f.name)
+        values = value if isinstance(value, tuple) else (value,)
+        bad = [v for v in values if isinstance(v, bool) or not isinstance(v, (int, float))
+               or not _within(v, f.metadata)]
+        if bad:
+            what = f"each {f.name} value" if isinstance(value, tuple) else f.name
+            raise ValueError(f"{what} must be {bounds_text(f)}; got {value!r}")
 
 
 def _field_types(options_class: type) -> dict[str, Any]:
@@ -62,7 +129,8 @@ def describe_options(options_class: type | None) -> list[OptionInfo]:
         else:
             default = None
         help_text = f.metadata.get("help", "")
-        infos.append(OptionInfo(f.name, _type_name(types[f.name]), default, help_text))
+        infos.append(OptionInfo(f.name, _type_name(types[f.name]), default, help_text,
+                                bounds_text(f)))
     return infos
 
 
@@ -75,6 +143,12 @@ def check_options_class(options_class: type) -> None:
         if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise TypeError(f"option {f.name!r} of {options_class.__name__} has no default")
         _type_name(types[f.name])
+        for key in BOUND_KEYS:
+            bound = f.metadata.get(key)
+            if key in f.metadata and (isinstance(bound, bool) or not isinstance(
+                    bound, (int, float)) or not math.isfinite(bound)):
+                raise TypeError(f"option {f.name!r} of {options_class.__name__}: bound "
+                                f"{key}={bound!r} is not a finite number")
         if not _is_supported(types[f.name]):
             raise TypeError(
                 f"option {f.name!r} of {options_class.__name__} has unsupported type "

@@ -89,11 +89,12 @@ def test_no_augmentation_and_alpha_zero_change_nothing(digits):
 
 
 @pytest.mark.parametrize(("make", "message"), [
-    (lambda: ElasticOptions(sigma=0), "sigma must be > 0"),
-    (lambda: ElasticOptions(alpha=float("nan")), "alpha must be >= 0"),
-    (lambda: AffineOptions(scale=1.0), "scale must be below 1"),
-    (lambda: AffineOptions(rotation=-1), "rotation must be >= 0"),
+    (lambda: ElasticOptions(sigma=0), "sigma must be in (0, 28]"),
+    (lambda: ElasticOptions(alpha=float("nan")), "alpha must be in [0, 1000]"),
+    (lambda: AffineOptions(scale=1.0), "scale must be in [0, 1)"),
+    (lambda: AffineOptions(rotation=-1), "rotation must be in [0, 180]"),
 ])
 def test_bad_options_are_refused(make, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError) as caught:
         make()
+    assert message in str(caught.value)

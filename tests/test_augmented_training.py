@@ -188,7 +188,7 @@ def test_cli_augmented_run_trains_resumes_and_records(tmp_path):
 
 @pytest.mark.parametrize(("args", "words"), [
     (["--augment", "elastik"], "Did you mean 'elastic'?"),
-    (["--augment", "elastic", "-a", "sigma=-1"], "sigma must be > 0"),
+    (["--augment", "elastic", "-a", "sigma=-1"], "sigma must be in (0, 28]"),
     (["--augment", "elastic", "-a", "sigmaa=3"], "sigma"),
     (["--augment", "none", "-a", "x=1"], "takes no options"),
     (["--recipe", "simard2003-elastc"], "Did you mean 'simard2003-elastic'?"),

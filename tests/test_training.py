@@ -736,7 +736,7 @@ def test_documented_defaults():
 
 
 @pytest.mark.parametrize(("options", "message"), [
-    ({"hidden_size": 0}, "hidden_size must be at least 1; got 0"),
+    ({"hidden_size": 0}, "hidden_size must be >= 1; got 0"),
     ({"reg": -1e-9}, "reg must be >= 0"),
     ({"init_scale": 0.0}, "init_scale must be > 0"),
     ({"init_scale": -1.0}, "init_scale must be > 0"),

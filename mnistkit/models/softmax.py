@@ -18,20 +18,18 @@ import dataclasses
 import numpy as np
 
 from mnistkit.models.base import softmax_cross_entropy
+from mnistkit.options import check_declared, option
 
 
 @dataclasses.dataclass
 class SoftmaxOptions:
     """Options of ``softmax``."""
 
-    reg: float = dataclasses.field(default=1e-5, metadata={"help": "L2 strength on W"})
-    init_std: float = dataclasses.field(default=1e-4, metadata={"help": "std of initial W"})
+    reg: float = option(1e-5, "L2 strength on W", ge=0)
+    init_std: float = option(1e-4, "std of initial W", ge=0)
 
     def __post_init__(self) -> None:
-        if self.reg < 0:
-            raise ValueError(f"reg must be >= 0; got {self.reg}")
-        if self.init_std < 0:
-            raise ValueError(f"init_std must be >= 0; got {self.init_std}")
+        check_declared(self)
 
 
 class SoftmaxClassifier:

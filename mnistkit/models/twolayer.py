@@ -31,24 +31,19 @@ import numpy as np
 from mnistkit.blas import gemm_update
 from mnistkit.buffers import cache_aligned
 from mnistkit.models.base import softmax_cross_entropy
+from mnistkit.options import check_declared, option
 
 
 @dataclasses.dataclass
 class TwoLayerOptions:
     """Options of ``twolayer``."""
 
-    hidden_size: int = dataclasses.field(default=256, metadata={"help": "hidden ReLU units"})
-    reg: float = dataclasses.field(default=1e-5, metadata={"help": "L2 strength on W1, W2"})
-    init_scale: float = dataclasses.field(
-        default=1.0, metadata={"help": "multiplier on the He std sqrt(2/fan_in)"})
+    hidden_size: int = option(256, "hidden ReLU units", ge=1)
+    reg: float = option(1e-5, "L2 strength on W1, W2", ge=0)
+    init_scale: float = option(1.0, "multiplier on the He std sqrt(2/fan_in)", gt=0)
 
     def __post_init__(self) -> None:
-        if self.hidden_size < 1:
-            raise ValueError(f"hidden_size must be at least 1; got {self.hidden_size}")
-        if self.reg < 0:
-            raise ValueError(f"reg must be >= 0; got {self.reg}")
-        if self.init_scale <= 0:
-            raise ValueError(f"init_scale must be > 0; got {self.init_scale}")
+        check_declared(self)
 
 
 class TwoLayerNet:

@@ -27,6 +27,8 @@ from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 
+from mnistkit.options import check_declared, option
+
 
 @runtime_checkable
 class Optimizer(Protocol):
@@ -127,22 +129,19 @@ class LearningRateOptions:
     """The learning rate and its decay per epoch: extend this dataclass for an optimizer's
     options (override ``lr`` to change its default; call ``super().__post_init__()``)."""
 
-    lr: float = dataclasses.field(default=0.1, metadata={"help": "learning rate (> 0)"})
-    schedule: Literal["constant", "step", "cosine"] = dataclasses.field(
-        default="constant", metadata={"help": "learning-rate decay per epoch"})
-    step_size: int = dataclasses.field(default=1, metadata={"help": "epochs per step decay"})
-    gamma: float = dataclasses.field(default=0.5, metadata={"help": "factor per step decay"})
+    lr: float = option(0.1, "learning rate", gt=0)
+    schedule: Literal["constant", "step", "cosine"] = option(
+        "constant", "learning-rate decay per epoch")
+    step_size: int = option(1, "epochs per step decay", ge=1)
+    gamma: float = option(0.5, "factor per step decay", gt=0, le=1)
 
     def __post_init__(self) -> None:
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0; got {self.lr}")
+        """Check the declared bounds of every field, a subclass's too (see
+        :func:`mnistkit.options.check_declared`), and that ``schedule`` is a known one."""
+        check_declared(self)
         if self.schedule not in ("constant", "step", "cosine"):
             raise ValueError(f"schedule must be one of constant, step, cosine; got "
                              f"{self.schedule!r}")
-        if self.step_size < 1:
-            raise ValueError(f"step_size must be >= 1; got {self.step_size}")
-        if not 0 < self.gamma <= 1:
-            raise ValueError(f"gamma must be in (0, 1]; got {self.gamma}")
 
     def lr_at(self, epoch: int, epochs: int) -> float:
         """The learning rate for ``epoch`` (0-based) of ``epochs``."""

@@ -19,22 +19,21 @@ from typing import Literal
 import numpy as np
 
 from mnistkit.optimizers.base import LearningRateOptions, ScheduledOptimizer
+from mnistkit.options import option
 
 
 @dataclasses.dataclass
 class SGDOptions(LearningRateOptions):
     """Options of ``sgd``: ``lr``, ``schedule``, ``step_size``, ``gamma``, then these."""
 
-    lr: float = dataclasses.field(default=0.8, metadata={"help": "learning rate (> 0)"})
-    schedule: Literal["constant", "step", "cosine"] = dataclasses.field(
-        default="cosine", metadata={"help": "learning-rate decay per epoch"})
-    momentum: float = dataclasses.field(default=0.0, metadata={"help": "momentum in [0, 1)"})
-    nesterov: bool = dataclasses.field(default=False, metadata={"help": "Nesterov momentum"})
+    lr: float = option(0.8, "learning rate", gt=0)
+    schedule: Literal["constant", "step", "cosine"] = option(
+        "cosine", "learning-rate decay per epoch")
+    momentum: float = option(0.0, "momentum", ge=0, lt=1)
+    nesterov: bool = option(False, "Nesterov momentum")
 
     def __post_init__(self) -> None:
-        super().__post_init__()
-        if not 0 <= self.momentum < 1:
-            raise ValueError(f"momentum must be in [0, 1); got {self.momentum}")
+        super().__post_init__()  # the declared bounds
         if self.nesterov and self.momentum == 0:
             raise ValueError("nesterov needs momentum > 0")
 

@@ -32,7 +32,7 @@ MISTAKES = [
     (["-o", "nesterov=maybe"], ["'nesterov' of optimizer 'sgd' must be true or false"], 2),
     (["-m", "hidden_size=abc"], ["'hidden_size' of model 'twolayer' must be an integer"], 2),
     (["-m", "hidden_size=1.5"], ["must be an integer; got '1.5'"], 2),
-    (["-m", "hidden_size=0"], ["hidden_size must be at least 1; got 0"], 2),
+    (["-m", "hidden_size=0"], ["hidden_size must be >= 1; got 0"], 2),
     (["-m", "hiden_size=3"], ["Did you mean 'hidden_size'? Valid options: hidden_size (int), "
                               "reg (float), init_scale (float)"], 2),
     (["--model", "softmax", "-m", "hidden_size=3"], ["model 'softmax' has no option "

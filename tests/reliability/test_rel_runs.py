@@ -248,7 +248,7 @@ RECORD_DAMAGE = {
     "model-option-unknown": (edit_record(lambda r: r["model_options"].update(hiden=3)),
                              "model 'twolayer' has no option 'hiden'", 2),
     "model-option-invalid": (edit_record(lambda r: r["model_options"].update(hidden_size=-5)),
-                             "hidden_size must be at least 1", 2),
+                             "hidden_size must be >= 1", 2),
 }
 
 

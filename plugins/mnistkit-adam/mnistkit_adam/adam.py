@@ -22,32 +22,22 @@ from typing import Literal
 import numpy as np
 
 from mnistkit.optimizers.base import LearningRateOptions, ScheduledOptimizer
+from mnistkit.options import option
 
 
 @dataclasses.dataclass
 class AdamOptions(LearningRateOptions):
     """Options of ``adam``: ``lr``, ``schedule``, ``step_size``, ``gamma``, then these."""
 
-    lr: float = dataclasses.field(default=1e-3, metadata={"help": "learning rate (> 0)"})
-    schedule: Literal["constant", "step", "cosine"] = dataclasses.field(
-        default="cosine", metadata={"help": "learning-rate decay per epoch"})
-    beta1: float = dataclasses.field(default=0.9, metadata={"help": "decay of the mean, [0, 1)"})
-    beta2: float = dataclasses.field(
-        default=0.999, metadata={"help": "decay of the mean square, [0, 1)"})
-    eps: float = dataclasses.field(default=1e-8, metadata={"help": "added to the RMS (> 0)"})
-    weight_decay: float = dataclasses.field(
-        default=0.0, metadata={"help": "decoupled weight decay (AdamW), >= 0"})
+    lr: float = option(1e-3, "learning rate", gt=0)
+    schedule: Literal["constant", "step", "cosine"] = option(
+        "cosine", "learning-rate decay per epoch")
+    beta1: float = option(0.9, "decay of the mean", ge=0, lt=1)
+    beta2: float = option(0.999, "decay of the mean square", ge=0, lt=1)
+    eps: float = option(1e-8, "added to the RMS", gt=0)
+    weight_decay: float = option(0.0, "decoupled weight decay (AdamW)", ge=0)
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        for name in ("beta1", "beta2"):
-            value = getattr(self, name)
-            if not 0 <= value < 1:
-                raise ValueError(f"{name} must be in [0, 1); got {value}")
-        if not self.eps > 0:
-            raise ValueError(f"eps must be > 0; got {self.eps}")
-        if not self.weight_decay >= 0:
-            raise ValueError(f"weight_decay must be >= 0; got {self.weight_decay}")
+    # LearningRateOptions.__post_init__ checks the bounds declared here as well.
 
 
 class Adam(ScheduledOptimizer):

@@ -17,26 +17,19 @@ import dataclasses
 import numpy as np
 
 from mnistkit.optimizers.base import LearningRateOptions, ScheduledOptimizer
+from mnistkit.options import option
 
 
 @dataclasses.dataclass
 class RMSpropOptions(LearningRateOptions):
     """Options of ``rmsprop``: ``lr``, ``schedule``, ``step_size``, ``gamma``, then these."""
 
-    lr: float = dataclasses.field(default=1e-3, metadata={"help": "learning rate (> 0)"})
-    decay: float = dataclasses.field(
-        default=0.99, metadata={"help": "decay of the mean square, [0, 1)"})
-    eps: float = dataclasses.field(default=1e-8, metadata={"help": "added to the RMS (> 0)"})
-    momentum: float = dataclasses.field(default=0.0, metadata={"help": "momentum in [0, 1)"})
+    lr: float = option(1e-3, "learning rate", gt=0)
+    decay: float = option(0.99, "decay of the mean square", ge=0, lt=1)
+    eps: float = option(1e-8, "added to the RMS", gt=0)
+    momentum: float = option(0.0, "momentum", ge=0, lt=1)
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not 0 <= self.decay < 1:
-            raise ValueError(f"decay must be in [0, 1); got {self.decay}")
-        if not self.eps > 0:
-            raise ValueError(f"eps must be > 0; got {self.eps}")
-        if not 0 <= self.momentum < 1:
-            raise ValueError(f"momentum must be in [0, 1); got {self.momentum}")
+    # LearningRateOptions.__post_init__ checks the bounds declared here as well.
 
 
 class RMSprop(ScheduledOptimizer):

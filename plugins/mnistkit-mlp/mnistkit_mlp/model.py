@@ -32,31 +32,23 @@ import dataclasses
 import numpy as np
 
 from mnistkit.models.base import softmax_cross_entropy
+from mnistkit.options import check_declared, option
 
 
 @dataclasses.dataclass
 class MLPOptions:
     """Options of ``mlp``."""
 
-    layers: tuple[int, ...] = dataclasses.field(
-        default=(512, 256), metadata={"help": "hidden layer sizes, e.g. 512,256"})
-    dropout: float = dataclasses.field(
-        default=0.3, metadata={"help": "probability of dropping a hidden unit while training"})
-    reg: float = dataclasses.field(default=1e-4, metadata={"help": "L2 strength on weights"})
-    init_scale: float = dataclasses.field(
-        default=1.0, metadata={"help": "multiplier on the He std sqrt(2/fan_in)"})
+    layers: tuple[int, ...] = option((512, 256), "hidden layer sizes, e.g. 512,256", ge=1)
+    dropout: float = option(0.3, "probability of dropping a hidden unit while training",
+                            ge=0, lt=1)
+    reg: float = option(1e-4, "L2 strength on weights", ge=0)
+    init_scale: float = option(1.0, "multiplier on the He std sqrt(2/fan_in)", gt=0)
 
     def __post_init__(self) -> None:
+        check_declared(self)  # the bounds declared above
         if not self.layers:
             raise ValueError("layers needs at least one hidden layer size, e.g. 256")
-        if any(size < 1 for size in self.layers):
-            raise ValueError(f"every layer size must be at least 1; got {self.layers}")
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1); got {self.dropout}")
-        if self.reg < 0:
-            raise ValueError(f"reg must be >= 0; got {self.reg}")
-        if self.init_scale <= 0:
-            raise ValueError(f"init_scale must be > 0; got {self.init_scale}")
 
 
 class MLP:
