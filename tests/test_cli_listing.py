@@ -98,8 +98,7 @@ def test_augmentations_listing_has_options_with_defaults():
     items = {i["name"]: i for i in listing["items"]}
     assert {"none", "elastic", "affine"} <= set(items)
     elastic = {o["name"]: o for o in items["elastic"]["options"]}
-    assert elastic["sigma"] == {"name": "sigma", "type": "float", "default": 4.0,
-                                "help": elastic["sigma"]["help"]}
+    assert elastic["sigma"]["type"] == "float" and elastic["sigma"]["default"] == 4.0
     assert elastic["alpha"]["default"] == 34.0
     assert items["none"]["options"] == [] and items["none"]["plugin"] == "builtins"
     out = run("augmentations").stdout

@@ -155,7 +155,7 @@ def test_a_plugin_augmentation_and_the_digit_filter(cli, tmp_path, drawn):
 
 @pytest.mark.parametrize(("args", "code", "words"), [
     (["--augment", "elastc"], 2, "unknown augmentation 'elastc'. Did you mean 'elastic'?"),
-    (["-a", "alpha=-1"], 2, "alpha must be >= 0"),
+    (["-a", "alpha=-1"], 2, "alpha must be"),
     (["-a", "sigmaa=2"], 2, "has no option 'sigmaa'"),
     (["-a", "alpha"], 2, "not of the form name=value"),
     (["--augment", "none", "-a", "alpha=1"], 2, "takes no options"),
