@@ -581,3 +581,84 @@ def sweep_figure(trials: Sequence[dict[str, Any]], axes: Sequence[str], title: s
     if title:
         fig.suptitle(title)
     return fig
+
+
+# -- what the network trains on: distorted copies of training images --------------------------
+def distorted_copies(augmentation: Any, images: np.ndarray, copies: int, seed: int,
+                     name: str = "augmentation") -> np.ndarray:
+    """``(copies, n, H, W)`` uint8: ``copies`` distortions of the batch ``images`` (n, H, W).
+
+    Copy ``k`` is ``augmentation.distort(images, batch_rng(seed, k, 0))``: what these
+    images would be if they made the first batch of epoch ``k`` of a run seeded ``seed``.
+    A ``distort`` that fails or returns something else than uint8 images of the input's
+    shape raises :class:`mnistkit.errors.PluginError` naming ``name``.
+    """
+    from mnistkit.augment import batch_rng
+    from mnistkit.errors import PluginError
+
+    images = np.asarray(images)
+    if images.ndim != 3 or images.dtype != np.uint8 or len(images) == 0:
+        raise ValueError(f"expected a non-empty uint8 batch (n, H, W); got {images.dtype} "
+                         f"{images.shape}")
+    if copies < 1:
+        raise ValueError(f"copies must be at least 1; got {copies}")
+    out = np.empty((copies, *images.shape), np.uint8)
+    for k in range(copies):
+        try:
+            distorted = augmentation.distort(images.copy(), batch_rng(seed, k, 0))
+        except MnistkitError:
+            raise
+        except Exception as exc:
+            text = (str(exc).splitlines() or [""])[0]
+            raise PluginError(f"augmentation {name!r}: distort failed "
+                              f"({type(exc).__name__}: {text})") from None
+        if (not isinstance(distorted, np.ndarray) or distorted.dtype != np.uint8
+                or distorted.shape != images.shape):
+            got = (f"{getattr(distorted, 'dtype', type(distorted).__name__)} "
+                   f"{getattr(distorted, 'shape', '')}").strip()
+            raise PluginError(f"augmentation {name!r}: distort must return uint8 images "
+                              f"shaped {images.shape}; got {got}")
+        out[k] = distorted  # a copy: distort may return a buffer it reuses
+    return out
+
+
+def augment_figure(originals: np.ndarray, copies: np.ndarray, row_labels: Sequence[str] = (),
+                   title: str = "", cmap: str = DIGIT_CMAP) -> Figure:
+    """One row per image: the original ``originals[i]`` (n, H, W), a gap, then its distorted
+    copies ``copies[:, i]`` (copies, n, H, W), all on the same 0..255 scale. ``row_labels``
+    (e.g. class names) are written left of the originals."""
+    from matplotlib.figure import Figure
+
+    originals, copies = np.asarray(originals), np.asarray(copies)
+    n = len(originals)
+    if n == 0 or copies.ndim != 4 or copies.shape[1:] != originals.shape:
+        raise ValueError(f"expected originals (n, H, W) and copies (k, n, H, W); got "
+                         f"{originals.shape} and {copies.shape}")
+    if row_labels and len(row_labels) != n:
+        raise ValueError(f"expected {n} row labels; got {len(row_labels)}")
+    k = len(copies)
+    fig = Figure(figsize=(1.0 * (k + 1) + 0.25 + (0.35 if row_labels else 0.1),
+                          1.0 * n + (0.75 if title else 0.4)), layout="constrained")
+    axes = fig.subplots(n, k + 2, squeeze=False,
+                        gridspec_kw={"width_ratios": [1, 0.2] + [1] * k})
+    for i in range(n):
+        for j, ax in enumerate(axes[i]):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j == 1:  # the gap between the original and its copies
+                ax.set_axis_off()
+                continue
+            image = originals[i] if j == 0 else copies[j - 2, i]
+            ax.imshow(image, cmap=cmap, vmin=0, vmax=255, interpolation="nearest")
+            for spine in ax.spines.values():
+                spine.set_color("0.6" if j else "0.2")
+            if i == 0:
+                ax.set_title("original" if j == 0 else f"copy {j - 1}", fontsize=9, pad=3)
+        if row_labels:
+            axes[i][0].set_ylabel(str(row_labels[i]), fontsize=10, rotation=0, labelpad=10,
+                                  va="center")
+    if title:  # about 12 characters per inch at this size
+        import textwrap
+
+        fig.suptitle(textwrap.fill(title, max(24, int(fig.get_figwidth() * 12))), fontsize=10)
+    return fig

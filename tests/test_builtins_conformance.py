@@ -1,4 +1,5 @@
-"""The built-in models, optimizer and dataset pass the conformance kit they ship."""
+"""The built-in models, optimizer, dataset, augmentations and recipes pass the conformance
+kit they ship."""
 
 from __future__ import annotations
 
@@ -9,13 +10,18 @@ from mnistkit.optimizers.sgd import SGD, SGDOptions
 from mnistkit.testing import conformance_cases
 
 # Everything mnistkit.builtins registers, checked like any plugin module; the mnist
-# dataset loads from its bundled copy (data_dir None).
-CASES = conformance_cases(builtins)
+# dataset loads from its bundled copy (data_dir None); the augmentation 'none' is meant
+# to change nothing.
+CASES = conformance_cases(builtins, settings={"none": {"identity": True}})
 
 
 def test_every_builtin_is_covered():
+    from mnistkit.recipes import BUILTIN_RECIPES
+
     ids = {case.id.rsplit(":", 1)[0] for case in CASES}
-    assert {"model:twolayer", "model:softmax", "optimizer:sgd", "dataset:mnist"} <= ids
+    assert {"model:twolayer", "model:softmax", "optimizer:sgd", "dataset:mnist",
+            "augmentation:none", "augmentation:elastic", "augmentation:affine"} <= ids
+    assert {f"recipe:{name}" for name in BUILTIN_RECIPES} <= ids
 
 
 @pytest.mark.parametrize("check", CASES)

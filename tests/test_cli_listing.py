@@ -91,3 +91,74 @@ def test_help_does_not_import_heavy_modules():
                          check=True, env={"MNISTKIT_LOAD_PLUGINS": "", "PATH": ""},
                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)).stdout
     assert out.strip().endswith("HEAVY []")
+
+
+def test_augmentations_listing_has_options_with_defaults():
+    listing = json.loads(run("augmentations", "--json").stdout)
+    items = {i["name"]: i for i in listing["items"]}
+    assert {"none", "elastic", "affine"} <= set(items)
+    elastic = {o["name"]: o for o in items["elastic"]["options"]}
+    assert elastic["sigma"]["type"] == "float" and elastic["sigma"]["default"] == 4.0
+    assert elastic["alpha"]["default"] == 34.0
+    assert items["none"]["options"] == [] and items["none"]["plugin"] == "builtins"
+    out = run("augmentations").stdout
+    assert "Augmentations" in out and "sigma: float = 4.0" in out and "rotation" in out
+
+
+def test_recipes_json_is_a_list_with_settings_and_the_command():
+    from mnistkit.recipes import BUILTIN_RECIPES
+
+    records = json.loads(run("recipes", "--json").stdout)
+    assert isinstance(records, list)
+    by_name = {r["name"]: r for r in records}
+    assert set(BUILTIN_RECIPES) <= set(by_name)
+    elastic = by_name["simard2003-elastic"]
+    assert set(elastic) == {"name", "title", "source", "published_error", "plugin", "notes",
+                            "settings", "command"}
+    assert elastic["published_error"] == 0.7 and "Simard" in elastic["source"]
+    assert elastic["plugin"] == "builtins"
+    assert elastic["command"] == "mnistkit train --recipe simard2003-elastic"
+    assert elastic["settings"] == json.loads(json.dumps(
+        BUILTIN_RECIPES["simard2003-elastic"].settings()))
+    assert elastic["settings"]["augment"] == "elastic"
+    assert elastic["settings"]["model_options"] == {"hidden_size": 800}
+    assert by_name["mnistkit-default"]["published_error"] is None
+
+
+def test_recipes_table():
+    out = run("recipes").stdout
+    assert "simard2003-elastic" in out and "0.7%" in out and "ICDAR 2003" in out
+    default_row = next(line for line in out.splitlines() if "mnistkit-default" in line)
+    assert " - " in default_row
+    assert "mnistkit train --recipe NAME" in out
+
+
+def test_plugins_lists_augmentations_and_recipes():
+    builtin = json.loads(run("plugins", "--json").stdout)["plugins"][0]
+    assert {"mnistkit_register_augmentations", "mnistkit_register_recipes"} <= set(
+        builtin["hooks"])
+    assert builtin["registers"]["augmentation"] == ["affine", "elastic", "none"]
+    assert "simard2003-elastic" in builtin["registers"]["recipe"]
+    out = run("plugins").stdout
+    assert "augmentations: affine, elastic, none" in out and "recipes: blog2017" in out
+
+
+def test_a_plugins_recipe_and_augmentation_are_listed_with_the_plugin():
+    import types
+
+    from mnistkit import hookimpl
+    from mnistkit.augment import NoAugmentation
+    from mnistkit.recipes import Recipe
+
+    module = types.ModuleType("listing_kinds_plugin")
+    module.mnistkit_register_augmentations = hookimpl(
+        lambda register: register("same", NoAugmentation, help="changes nothing"))
+    module.mnistkit_register_recipes = hookimpl(lambda register: register(
+        "tiny", Recipe("Tiny", "nowhere", 12.5, epochs=2), help="x"))
+    cli = build_cli(load_plugins([module], entry_points=False))
+    result = CliRunner().invoke(cli, ["recipes", "--json"], catch_exceptions=False)
+    tiny = next(r for r in json.loads(result.stdout) if r["name"] == "tiny")
+    assert tiny["plugin"] == "listing_kinds_plugin" and tiny["published_error"] == 12.5
+    assert tiny["settings"]["epochs"] == 2
+    result = CliRunner().invoke(cli, ["augmentations"], catch_exceptions=False)
+    assert "same" in result.stdout and "listing_kinds_plugin" in result.stdout

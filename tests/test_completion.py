@@ -130,3 +130,35 @@ def test_completion_stays_light_and_fast():
     seconds = time.perf_counter() - started
     assert done.stdout.splitlines() == ["plain,twolayer", "HEAVY []"], done.stdout + done.stderr
     assert seconds < 20.0
+
+
+def test_augmentation_names_and_their_options():
+    assert complete("mnistkit visualise augment --augment ") == ["affine", "elastic", "none"]
+    assert complete("mnistkit visualise augment -a ") == ["sigma=", "alpha="]  # elastic
+    assert complete("mnistkit visualise augment --augment affine -a s") == [
+        "scale=", "shear=", "shift="]
+
+
+def test_augmentation_and_recipe_completers_for_other_commands():
+    import click
+
+    from mnistkit.cli.completion import (
+        complete_augmentation_options,
+        complete_augmentations,
+        complete_recipes,
+    )
+    from mnistkit.plugins import load_plugins
+    from mnistkit.recipes import BUILTIN_RECIPES
+
+    command = click.Command("x", params=[click.Option(["--augment"], default="none")])
+    with click.Context(command, obj=load_plugins(entry_points=False)) as ctx:
+        items = complete_recipes(ctx, None, "simard2003-")
+        assert [i.value for i in items] == ["simard2003-affine", "simard2003-elastic",
+                                            "simard2003-plain"]
+        assert items[1].help == BUILTIN_RECIPES["simard2003-elastic"].title
+        assert [i.value for i in complete_recipes(ctx, None, "")] == sorted(BUILTIN_RECIPES)
+        assert [i.value for i in complete_augmentations(ctx, None, "a")] == ["affine"]
+        ctx.params["augment"] = "elastic"
+        assert [i.value for i in complete_augmentation_options(ctx, None, "al")] == ["alpha="]
+        ctx.params["augment"] = "none"
+        assert complete_augmentation_options(ctx, None, "") == []

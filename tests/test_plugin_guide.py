@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from mnistkit import hookspecs
-from mnistkit.testing import check_plugin
+from mnistkit.testing import check_plugin, collect_checks
 
 GUIDE = Path(__file__).resolve().parents[1] / "docs" / "plugins.md"
 
@@ -34,7 +34,8 @@ def code_block_after(text: str, marker: str, language: str) -> str:
 def test_there_are_hook_specs():
     assert {name for name, _ in hook_specs()} >= {
         "mnistkit_register_models", "mnistkit_register_optimizers",
-        "mnistkit_register_datasets", "mnistkit_register_commands"}
+        "mnistkit_register_datasets", "mnistkit_register_augmentations",
+        "mnistkit_register_recipes", "mnistkit_register_commands"}
 
 
 @pytest.mark.parametrize(("name", "args"), hook_specs())
@@ -56,6 +57,58 @@ def test_the_guides_example_plugin_passes_the_conformance_kit():
         del sys.modules["mnistkit_tanh"]
 
 
+def _guide_module(name: str, marker: str) -> types.ModuleType:
+    """The module of the guide's python block after ``marker``, importable as ``name``."""
+    source = code_block_after(GUIDE.read_text(encoding="utf-8"), marker, "python")
+    module = types.ModuleType(name)
+    sys.modules[name] = module
+    exec(compile(source, f"docs/plugins.md:{name}.py", "exec"), module.__dict__)
+    return module
+
+
+def test_the_guides_augmentation_plugin_passes_the_kit_and_its_tests():
+    try:
+        module = _guide_module("mnistkit_shift", "**`mnistkit_shift.py`**")
+        checks = [c.id for c in collect_checks(module)]
+        assert "augmentation:shift:order" in checks and "recipe:twolayer-shift:build" in checks
+        check_plugin(module)
+        tests = code_block_after(GUIDE.read_text(encoding="utf-8"), "Test it with the kit",
+                                 "python")
+        namespace: dict = {}
+        exec(compile(tests, "docs/plugins.md:test_mnistkit_shift.py", "exec"), namespace)
+        namespace["test_shifts_of_zero_pixels_change_nothing"]()
+        for case in namespace["test_conformance"].pytestmark[0].args[1]:
+            namespace["test_conformance"](case.values[0])
+        # what it does: each image moved as a whole, by at most 2 pixels, ink kept
+        import numpy as np
+
+        images = np.zeros((4, 28, 28), np.uint8)
+        images[:, 10:18, 12:15] = 200
+        out = module.Shift(module.ShiftOptions()).distort(images, np.random.default_rng(0))
+        assert out.dtype == np.uint8 and out.shape == images.shape
+        assert np.all(out.reshape(4, -1).sum(axis=1) == images.reshape(4, -1).sum(axis=1))
+        moved = [np.argwhere(o).min(axis=0) - (10, 12) for o in out]
+        assert all(np.abs(m).max() <= 2 for m in moved) and len({tuple(m) for m in moved}) > 1
+    finally:
+        sys.modules.pop("mnistkit_shift", None)
+
+
+def test_the_guides_recipe_plugin_passes_the_kit_with_the_mlp_plugin():
+    mnistkit_mlp = pytest.importorskip("mnistkit_mlp")
+    from mnistkit.plugins import load_plugins
+
+    try:
+        module = _guide_module("mnistkit_lecun", "**`mnistkit_lecun.py`**")
+        with pytest.raises(AssertionError, match="unknown model 'mlp'"):
+            check_plugin(module)  # without mnistkit-mlp next to it
+        registry = load_plugins([mnistkit_mlp, module], entry_points=False).registry
+        check_plugin(module, settings={"lecun1998-300-100": {"registry": registry}})
+        recipe = registry.get("recipe", "lecun1998-300-100").factory
+        assert recipe.published_error == 3.05 and recipe.model == "mlp"
+    finally:
+        sys.modules.pop("mnistkit_lecun", None)
+
+
 def test_the_guides_pyproject_declares_the_entry_point():
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     text = GUIDE.read_text(encoding="utf-8")
@@ -65,10 +118,17 @@ def test_the_guides_pyproject_declares_the_entry_point():
 
 
 def test_the_documented_checks_are_the_real_ones():
-    from mnistkit.testing import DATASET_CHECKS, MODEL_CHECKS, OPTIMIZER_CHECKS
+    from mnistkit.testing import (
+        AUGMENTATION_CHECKS,
+        DATASET_CHECKS,
+        MODEL_CHECKS,
+        OPTIMIZER_CHECKS,
+        RECIPE_CHECKS,
+    )
 
     text = GUIDE.read_text(encoding="utf-8")
     for kind, names in (("model", MODEL_CHECKS), ("optimizer", OPTIMIZER_CHECKS),
-                        ("dataset", DATASET_CHECKS)):
+                        ("dataset", DATASET_CHECKS), ("augmentation", AUGMENTATION_CHECKS),
+                        ("recipe", RECIPE_CHECKS)):
         for name in names:
             assert f"| {kind} | {name} |" in text, f"{kind} check {name!r} is not documented"

@@ -3,10 +3,10 @@
 Click's completion machinery does the work: the script printed by ``mnistkit completion
 SHELL`` calls ``mnistkit`` back with ``_MNISTKIT_COMPLETE`` set, and Click asks the
 ``shell_complete`` callback of the option or argument being typed. The callbacks here
-complete registered model, optimizer and dataset names (from the plugins' registry),
-``-m``/``-o`` option names of the chosen model or optimizer, and run folders (folders
-holding a ``run.json``). They must stay fast: nothing beyond the registry is imported,
-and the search for run folders is bounded.
+complete registered model, optimizer, dataset, augmentation and recipe names (from the
+plugins' registry), ``-m``/``-o``/``-a`` option names of the chosen model, optimizer or
+augmentation, and run folders (folders holding a ``run.json``). They must stay fast:
+nothing beyond the registry is imported, and the search for run folders is bounded.
 
 Plugin commands may use these callbacks too, e.g.
 ``click.argument("run", shell_complete=complete_run_folders)``.
@@ -61,13 +61,35 @@ def complete_datasets(ctx: click.Context, param: click.Parameter,
     return _safe(lambda: _complete_names("dataset", incomplete))
 
 
+def complete_augmentations(ctx: click.Context, param: click.Parameter,
+                           incomplete: str) -> list[CompletionItem]:
+    """Registered augmentation names (``--augment``)."""
+    return _safe(lambda: _complete_names("augmentation", incomplete))
+
+
+def complete_recipes(ctx: click.Context, param: click.Parameter,
+                     incomplete: str) -> list[CompletionItem]:
+    """Registered recipe names (``--recipe``), each with its title as help."""
+    return _safe(lambda: _complete_names("recipe", incomplete))
+
+
+#: The parameter names under which a command takes each kind's name, and the name used
+#: when the line gives none.
+_CHOSEN_KEYS = {"model": ("model_name", "model"), "optimizer": ("optimizer_name", "optimizer"),
+                "dataset": ("dataset_name", "dataset"),
+                "augmentation": ("augment_name", "augment", "augmentation")}
+_DEFAULTS = {"model": "twolayer", "optimizer": "sgd", "dataset": "mnist",
+             "augmentation": "none"}
+
+
 def _chosen(ctx: click.Context, kind: str) -> list[str]:
-    """The model(s) or optimizer(s) given earlier on the line, or the command's default."""
-    for key in (f"{kind}_name", kind):
+    """The model(s), optimizer(s), dataset or augmentation given earlier on the line, or
+    the command's default."""
+    for key in _CHOSEN_KEYS[kind]:
         value = ctx.params.get(key)
         if isinstance(value, str) and value:
             return [part for part in value.split(",") if part]
-    return [{"model": "twolayer", "optimizer": "sgd"}.get(kind, "mnist")]
+    return [_DEFAULTS[kind]]
 
 
 def _complete_option_names(ctx: click.Context, kind: str,
@@ -117,6 +139,12 @@ def complete_dataset_options(ctx: click.Context, param: click.Parameter,
                              incomplete: str) -> list[CompletionItem]:
     """``-d KEY=``: the options of the chosen ``--dataset``."""
     return _safe(lambda: _complete_option_names(ctx, "dataset", incomplete))
+
+
+def complete_augmentation_options(ctx: click.Context, param: click.Parameter,
+                                  incomplete: str) -> list[CompletionItem]:
+    """``-a KEY=``: the options of the chosen ``--augment``."""
+    return _safe(lambda: _complete_option_names(ctx, "augmentation", incomplete))
 
 
 def run_folders(incomplete: str, depth: int = RUN_SEARCH_DEPTH,
@@ -188,7 +216,8 @@ def completion_script(cli: click.Command, shell: str, prog_name: str = "mnistkit
 @click.pass_context
 def completion_command(ctx: click.Context, shell: str) -> None:
     """Print the script that makes SHELL complete mnistkit's commands, options,
-    model/optimizer/dataset names, -m/-o option names and run folders.
+    model/optimizer/dataset/augmentation/recipe names, -m/-o/-a option names and run
+    folders.
 
     \b
     Example (install it once; open a new shell after):

@@ -1,4 +1,5 @@
-"""Commands that list what is installed: plugins, models, optimizers, datasets."""
+"""Commands that list what is installed: plugins, models, optimizers, datasets,
+augmentations and recipes."""
 
 from __future__ import annotations
 
@@ -88,6 +89,82 @@ def datasets_command(as_json: bool) -> None:
     _list_kind("dataset", as_json)
 
 
+@click.command("augmentations",
+               short_help="List the installed training-image distortions and their options.")
+@json_option
+def augmentations_command(as_json: bool) -> None:
+    """List the installed augmentations (distortions of the training images) with their
+    options and defaults.
+
+    \b
+    Example:
+      mnistkit augmentations
+      mnistkit visualise augment --augment elastic -a alpha=20
+      mnistkit train --augment elastic -a sigma=4 -a alpha=34
+    """
+    _list_kind("augmentation", as_json)
+
+
+def recipe_record(entry: Any) -> dict[str, Any]:
+    """What ``mnistkit recipes --json`` shows of one registered recipe."""
+    recipe = entry.factory
+    return {
+        "name": entry.name,
+        "title": recipe.title,
+        "source": recipe.source,
+        "published_error": recipe.published_error,
+        "plugin": entry.plugin,
+        "notes": recipe.notes,
+        "settings": recipe.settings(),
+        "command": recipe.command(entry.name),
+    }
+
+
+def published_error_text(error: float | None) -> str:
+    """``2.95%``, or ``-`` when the source publishes no figure."""
+    return "-" if error is None else f"{error:g}%"
+
+
+@click.command("recipes", short_help="List the installed recipes: published results to "
+                                     "reproduce.")
+@json_option
+def recipes_command(as_json: bool) -> None:
+    """List the installed recipes: named training settings, each with the source it
+    reproduces and the test error published there.
+
+    --json prints a list of objects with every setting of each recipe and the command
+    that trains it.
+
+    \b
+    Example:
+      mnistkit recipes
+      mnistkit recipes --json
+      mnistkit train --recipe simard2003-elastic
+    """
+    plugins = current_plugins()
+    records = [recipe_record(e) for e in plugins.registry.entries("recipe")]
+    conflicts = {n: owners for (k, n), owners in plugins.registry.conflicts().items()
+                 if k == "recipe"}
+    for name, owners in conflicts.items():
+        click.echo(f"warning: recipe {name!r} is registered by {' and '.join(owners)}; "
+                   f"using it is an error", err=True)
+    if as_json:
+        print_json(records)
+        return
+    from rich.table import Table
+
+    table = Table(title="Recipes", title_justify="left",
+                  caption="Train one with: mnistkit train --recipe NAME", caption_justify="left")
+    table.add_column("name", style="bold")
+    table.add_column("published error", justify="right")
+    table.add_column("title")
+    table.add_column("source")
+    for rec in records:
+        table.add_row(rec["name"], published_error_text(rec["published_error"]), rec["title"],
+                      rec["source"])
+    console().print(table)
+
+
 @click.command("plugins", short_help="List the loaded plugins and what they register.")
 @json_option
 def plugins_command(as_json: bool) -> None:
@@ -125,4 +202,5 @@ def plugins_command(as_json: bool) -> None:
     console().print(table)
 
 
-COMMANDS = [plugins_command, models_command, optimizers_command, datasets_command]
+COMMANDS = [plugins_command, models_command, optimizers_command, datasets_command,
+            augmentations_command, recipes_command]

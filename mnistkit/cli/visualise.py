@@ -16,8 +16,12 @@ from typing import Any, TypeVar
 
 import click
 
-from mnistkit.cli.common import run_options
-from mnistkit.cli.completion import complete_run_folders
+from mnistkit.cli.common import dataset_options, run_options
+from mnistkit.cli.completion import (
+    complete_augmentation_options,
+    complete_augmentations,
+    complete_run_folders,
+)
 from mnistkit.cli.data_cmds import show_samples_command
 from mnistkit.errors import OptionsError
 
@@ -107,6 +111,7 @@ def visualise_group() -> None:
     \b
     Example:
       mnistkit visualise samples --digit 3
+      mnistkit visualise augment --augment elastic
       mnistkit visualise history runs/sgd runs/momentum
       mnistkit visualise weights runs/softmax
       mnistkit visualise confusion runs/softmax
@@ -138,6 +143,76 @@ samples_command = click.Command(
     """,
     short_help="Grid of random samples (same as show-samples).")
 visualise_group.add_command(samples_command)
+
+
+@visualise_group.command("augment", short_help="Training images beside their distorted "
+                                                "copies (--augment).")
+@click.option("--augment", "augment", default="elastic", show_default=True, metavar="NAME",
+              shell_complete=complete_augmentations,
+              help="Augmentation to draw (see 'mnistkit augmentations').")
+@click.option("-a", "--augment-option", "augment_options", multiple=True, metavar="KEY=VALUE",
+              shell_complete=complete_augmentation_options,
+              help="Set an option of the augmentation, e.g. -a alpha=20 (repeatable).")
+@click.option("-n", "count", type=click.IntRange(1, 50), default=8, show_default=True,
+              help="Number of training images (one row each).")
+@click.option("--copies", type=click.IntRange(1, 20), default=5, show_default=True,
+              help="Distorted copies of each image (one column each).")
+@click.option("--digit", type=click.IntRange(min=0), default=None, metavar="D",
+              help="Only images of class D (a digit for MNIST).")
+@click.option("--seed", type=int, default=None, metavar="S",
+              help="Random seed of the images and the distortions; default a fresh one, "
+                   "printed so the picture can be redrawn.")
+@_output_option("augment-NAME.png")
+@_show_option
+@dataset_options
+def augment_command(augment: str, augment_options: tuple[str, ...], count: int, copies: int,
+                    digit: int | None, seed: int | None, output: Path | None, show: bool,
+                    dataset_name: str, data_dir: Path | None) -> None:
+    """What the network trains on with --augment: N training images in a column, each
+    beside several distorted copies of it.
+
+    Copy k is what the augmentation makes of these images as the first batch of epoch
+    k of a run trained with the same --seed; the options are the augmentation's own
+    (see 'mnistkit augmentations').
+
+    \b
+    Example:
+      mnistkit visualise augment
+      mnistkit visualise augment --augment elastic -a alpha=20 -n 6 --seed 0
+      mnistkit visualise augment --augment affine --copies 8 --digit 7
+    """
+    import numpy as np
+
+    from mnistkit.cli.common import current_plugins, load_dataset_for_cli
+    from mnistkit.data.summary import choose_samples
+    from mnistkit.options import options_to_dict, parse_assignments
+
+    entry = current_plugins().registry.get("augmentation", augment)
+    options = entry.make_options(parse_assignments(augment_options))
+    augmentation = entry.factory(options)
+    dataset = load_dataset_for_cli(dataset_name, data_dir)
+    if digit is not None and digit >= dataset.n_classes:
+        raise click.BadParameter(
+            f"{digit} is not a class of {dataset.name} (0..{dataset.n_classes - 1})",
+            param_hint="--digit")
+    if seed is None:
+        seed = int(np.random.SeedSequence().entropy % 1_000_000)
+    train = dataset.train
+    picked = choose_samples(train.labels, count, seed, digit)
+    images = train.images[picked]
+    _agg()
+    from mnistkit.plots import augment_figure, distorted_copies
+
+    distorted = distorted_copies(augmentation, images, copies, seed, name=augment)
+    settings = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                         for k, v in options_to_dict(options).items())
+    described = f"{augment} ({settings})" if settings else augment
+    fig = augment_figure(images, distorted, [dataset.class_names[int(y)]
+                                             for y in train.labels[picked]],
+                         title=f"{described}: {len(picked)} {dataset.name} training images "
+                               f"and {copies} distorted copies, seed {seed}")
+    _finish(fig, output or Path(f"augment-{augment}.png"),
+            f"{len(picked)} images x {copies} copies, {described}, seed {seed}", show)
 
 
 @visualise_group.command("sweep")

@@ -21,6 +21,8 @@ MODEL_CHECKS = ("options", "construct", "params", "shapes", "deterministic", "gr
                 "seed", "checkpoint", "overfit", "extras")
 OPTIMIZER_CHECKS = ("options", "construct", "start_epoch", "in_place", "quadratic", "state")
 DATASET_CHECKS = ("options", "load", "deterministic", "missing")
+AUGMENTATION_CHECKS = ("options", "construct", "shapes", "in_place", "deterministic", "order")
+RECIPE_CHECKS = ("recipe", "names", "options", "build")
 
 #: Full-batch steps of the built-in ``sgd`` allowed to overfit the tiny batch.
 OVERFIT_STEPS = 300
@@ -63,6 +65,8 @@ class Subject:
     data_dir: Path | None = None
     overfit_steps: int = OVERFIT_STEPS
     overfit_lr: float = 0.1
+    identity: bool = False  # augmentations: the distortion is meant to change nothing
+    registry: Any = None  # recipes: where the names they use are looked up
 
     def fail(self, check: str, what: str, fix: str) -> None:
         raise AssertionError(f"{self.kind} {self.name!r} failed check '{check}': {what}\n"

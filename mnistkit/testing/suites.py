@@ -11,11 +11,14 @@ from mnistkit.testing._core import (
     Check,
     Subject,
 )
+from mnistkit.testing.augmentations import AUGMENTATION_FUNCS
 from mnistkit.testing.datasets import DATASET_FUNCS
 from mnistkit.testing.models import MODEL_FUNCS
 from mnistkit.testing.optimizers import OPTIMIZER_FUNCS
+from mnistkit.testing.recipes import RECIPE_FUNCS
 
-_FUNCS = {"model": MODEL_FUNCS, "optimizer": OPTIMIZER_FUNCS, "dataset": DATASET_FUNCS}
+_FUNCS = {"model": MODEL_FUNCS, "optimizer": OPTIMIZER_FUNCS, "dataset": DATASET_FUNCS,
+          "augmentation": AUGMENTATION_FUNCS, "recipe": RECIPE_FUNCS}
 
 
 def _checks_for(subject: Subject, skip: Iterable[str]) -> list[Check]:
@@ -66,6 +69,32 @@ def dataset_checks(factory: Callable[..., Any], options_class: type | None = Non
     return _checks_for(subject, skip)
 
 
+def augmentation_checks(factory: Callable[..., Any], options_class: type | None = None, *,
+                        name: str | None = None, options: Any = None, identity: bool = False,
+                        skip: Iterable[str] = ()) -> list[Check]:
+    """The checks of an augmentation factory ``factory(options)`` whose result has
+    ``distort(images, rng) -> images``.
+
+    ``options`` (an instance or a dict of values) defaults to the class defaults.
+    ``identity=True`` declares a distortion that changes nothing (like the built-in
+    ``none``): the ``deterministic`` check then requires the images back unchanged
+    instead of images that differ from seed to seed.
+    """
+    subject = Subject("augmentation", name or _name_of(factory), factory, options_class,
+                      options, identity=identity)
+    return _checks_for(subject, skip)
+
+
+def recipe_checks(recipe: Any, *, name: str | None = None, registry: Any = None,
+                  skip: Iterable[str] = ()) -> list[Check]:
+    """The checks of a :class:`mnistkit.recipes.Recipe`: that it is one, and that the model,
+    optimizer and augmentation it names are registered in ``registry`` (default: the
+    installed plugins', looked up when the check runs), their options build and they can
+    be constructed."""
+    subject = Subject("recipe", name or "recipe", recipe, None, registry=registry)
+    return _checks_for(subject, skip)
+
+
 def _run(checks: list[Check]) -> None:
     for check in checks:
         check()
@@ -89,6 +118,20 @@ def check_dataset(factory: Callable[..., Any], options_class: type | None = None
     _run(dataset_checks(factory, options_class, **kwargs))
 
 
+def check_augmentation(target: Any, options_class: type | None = None,
+                       **kwargs: Any) -> None:
+    """Run every augmentation check of a factory (with ``options_class``), a registered
+    name (looked up in the installed plugins, or in ``registry=``) or a registry entry.
+    See :func:`augmentation_checks` for ``options``, ``identity`` and ``skip``."""
+    _run(collect_checks(target, kind="augmentation", options_class=options_class, **kwargs))
+
+
+def check_recipe(target: Any, **kwargs: Any) -> None:
+    """Run every recipe check of a :class:`~mnistkit.recipes.Recipe`, a registered name or
+    a registry entry. See :func:`recipe_checks` for ``registry`` and ``skip``."""
+    _run(collect_checks(target, kind="recipe", **kwargs))
+
+
 def _name_of(factory: Any) -> str:
     return getattr(factory, "__name__", type(factory).__name__)
 
@@ -96,9 +139,15 @@ def _name_of(factory: Any) -> str:
 
 
 def _entry_checks(entry: Any, data_dirs: dict[str, Any], skip: dict[str, Iterable[str]],
-                  settings: dict[str, dict[str, Any]]) -> list[Check]:
+                  settings: dict[str, dict[str, Any]], registry: Any) -> list[Check]:
     extra = dict(settings.get(entry.name, {}))
     names_to_skip = skip.get(entry.name, ())
+    if entry.kind == "augmentation":
+        return augmentation_checks(entry.factory, entry.options, name=entry.name,
+                                   skip=names_to_skip, **extra)
+    if entry.kind == "recipe":
+        extra.setdefault("registry", registry)
+        return recipe_checks(entry.factory, name=entry.name, skip=names_to_skip, **extra)
     if entry.kind == "model":
         return model_checks(entry.factory, entry.options, name=entry.name, skip=names_to_skip,
                             **extra)
@@ -117,7 +166,12 @@ def plugin_checks(module: Any, *, data_dirs: dict[str, Any] | None = None,
     The module is loaded in-process next to the built-ins only (installed plugins are
     ignored). ``data_dirs`` maps a dataset name to the folder its loading checks use;
     ``skip`` maps a registered name to check names to leave out; ``settings`` maps a
-    name to extra keyword arguments of :func:`model_checks` (e.g. ``overfit_lr``).
+    name to extra keyword arguments of :func:`model_checks` (e.g. ``overfit_lr``) and
+    friends (``{"none": {"identity": True}}`` for :func:`augmentation_checks`).
+
+    A recipe's names are looked up next to the built-ins and the module's own
+    registrations; for one that uses another plugin's model, pass
+    ``settings={"recipe-name": {"registry": mnistkit.plugins.get_registry()}}``.
     """
     from mnistkit import builtins
     from mnistkit.plugins import BUILTIN_NAME, load_plugins
@@ -146,10 +200,11 @@ def plugin_checks(module: Any, *, data_dirs: dict[str, Any] | None = None,
     if "mnistkit_register_commands" in hooks:
         checks.append(Check("plugin", target, "commands",
                             lambda: _check_commands(module, target)))
-    for kind in ("model", "optimizer", "dataset"):
+    for kind in ("model", "optimizer", "dataset", "augmentation", "recipe"):
         for entry in plugins.registry.entries(kind):
             if entry.plugin == plugin_name:
-                checks += _entry_checks(entry, data_dirs or {}, skip or {}, settings or {})
+                checks += _entry_checks(entry, data_dirs or {}, skip or {}, settings or {},
+                                        plugins.registry)
     return checks
 
 
@@ -192,9 +247,9 @@ def conformance_cases(target: Any, *, kind: str | None = None,
 
     ``target`` is a plugin module (see :func:`plugin_checks` for ``data_dirs``, ``skip``,
     ``settings``), a ``mnistkit.registry.Entry``, a registered name (with ``kind``; looked
-    up in the installed plugins, or in ``registry=``), or a factory (with ``kind`` and
-    ``options_class``; other keyword arguments go to :func:`model_checks` and friends).
-    Each case's id is ``kind:name:check``.
+    up in the installed plugins, or in ``registry=``), a factory (with ``kind`` and
+    ``options_class``; other keyword arguments go to :func:`model_checks` and friends), or
+    a :class:`mnistkit.recipes.Recipe`. Each case's id is ``kind:name:check``.
     """
     import pytest
 
@@ -207,14 +262,16 @@ def collect_checks(target: Any, *, kind: str | None = None,
     """The :class:`Check` list for ``target`` (see :func:`conformance_cases`)."""
     import inspect
 
+    from mnistkit.recipes import Recipe
     from mnistkit.registry import Entry
 
     if inspect.ismodule(target):
         return plugin_checks(target, **kwargs)
+    registry = kwargs.pop("registry", None)
     if isinstance(target, str):
         if kind is None:
-            raise ValueError("give kind='model', 'optimizer' or 'dataset' with a name")
-        registry = kwargs.pop("registry", None)
+            raise ValueError("give kind='model', 'optimizer', 'dataset', 'augmentation' or "
+                             "'recipe' with a name")
         if registry is None:
             from mnistkit.plugins import get_registry
 
@@ -223,9 +280,15 @@ def collect_checks(target: Any, *, kind: str | None = None,
     if isinstance(target, Entry):
         kwargs.setdefault("name", target.name)
         kind, options_class, target = target.kind, target.options, target.factory
-    builders = {"model": model_checks, "optimizer": optimizer_checks, "dataset": dataset_checks}
+    if isinstance(target, Recipe) or kind == "recipe":
+        if options_class is not None:
+            raise ValueError("a recipe has no options_class")
+        return recipe_checks(target, registry=registry, **kwargs)
+    builders = {"model": model_checks, "optimizer": optimizer_checks, "dataset": dataset_checks,
+                "augmentation": augmentation_checks}
     if kind not in builders:
-        raise ValueError(f"kind must be one of {', '.join(builders)}; got {kind!r}")
+        raise ValueError(f"kind must be one of {', '.join([*builders, 'recipe'])}; got "
+                         f"{kind!r}")
     return builders[kind](target, options_class, **kwargs)
 
 

@@ -6,6 +6,7 @@ Installed, it is found through the ``mnistkit`` entry-point group::
     mnistkit train --model mlp
     mnistkit train --model mlp -m layers=1024,512,256 -m dropout=0.2
     mnistkit gradcheck --model mlp -m layers=64,32
+    mnistkit train --recipe lecun1998-500-150   # LeCun et al. 1998's 500+150 network
 """
 
 from __future__ import annotations
@@ -24,3 +25,12 @@ def mnistkit_register_models(register: Any) -> None:
 
     register("mlp", MLP, options=MLPOptions,
              help="784 -> layers... -> 10 ReLU network with optional dropout and L2.")
+
+
+@hookimpl
+def mnistkit_register_recipes(register: Any) -> None:
+    """Register ``lecun1998-500-150`` and ``mlp-800-800`` (see :mod:`mnistkit_mlp.recipes`)."""
+    from mnistkit_mlp.recipes import RECIPES
+
+    for name, recipe in RECIPES.items():
+        register(name, recipe, help=recipe.title)

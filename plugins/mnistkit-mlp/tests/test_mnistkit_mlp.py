@@ -142,3 +142,39 @@ def test_export_to_onnx_matches_on_the_test_set(tmp_path):
     assert float(np.max(np.abs(probabilities - expected))) < 1e-5
     assert np.array_equal(probabilities.argmax(axis=1), expected.argmax(axis=1))
     assert hidden.shape == (10_000, 32)  # the last hidden layer, as hidden(x) gives
+
+
+def test_recipes_are_registered_honestly_and_build():
+    from mnistkit_mlp.recipes import RECIPES
+
+    from mnistkit.testing import check_recipe
+
+    registry = load_plugins([mnistkit_mlp], entry_points=False).registry
+    assert {"lecun1998-500-150", "mlp-800-800"} <= set(registry.names("recipe"))
+    lecun = registry.get("recipe", "lecun1998-500-150")
+    assert lecun.plugin == "mnistkit_mlp" and lecun.factory is RECIPES["lecun1998-500-150"]
+    assert lecun.factory.published_error == 2.95 and "LeCun" in lecun.factory.source
+    assert "500+150" in lecun.factory.source and lecun.factory.model == "mlp"
+    options = registry.get("model", "mlp").make_options(dict(lecun.factory.model_options))
+    assert options.layers == (500, 150) and options.dropout == 0.0
+    model = MLP(options, np.random.default_rng(0))
+    assert [model.params[f"W{i}"].shape for i in (1, 2, 3)] == [(784, 500), (500, 150),
+                                                                 (150, 10)]
+    wide = registry.get("recipe", "mlp-800-800").factory
+    assert wide.published_error is None and "no published figure" in wide.source
+    assert registry.get("model", "mlp").make_options(dict(wide.model_options)).layers == (
+        800, 800)
+    for name in RECIPES:
+        check_recipe(name, registry=registry)
+
+
+def test_recipes_are_listed(tmp_path):
+    cli = build_cli(load_plugins([mnistkit_mlp], entry_points=False))
+    result = CliRunner().invoke(cli, ["recipes", "--json"])
+    assert result.exit_code == 0, result.output
+    lecun = next(r for r in json.loads(result.stdout) if r["name"] == "lecun1998-500-150")
+    assert lecun["plugin"] == "mnistkit_mlp" and lecun["published_error"] == 2.95
+    assert lecun["settings"]["model"] == "mlp"
+    assert lecun["settings"]["model_options"] == {"layers": [500, 150], "dropout": 0.0}
+    assert lecun["command"] == "mnistkit train --recipe lecun1998-500-150"
+    assert "2.95%" in CliRunner().invoke(cli, ["recipes"]).stdout
