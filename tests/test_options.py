@@ -51,3 +51,65 @@ def test_describe_and_serialise():
     assert names[3] == ("schedule", "constant|cosine", "constant")
     assert options_to_dict(Opts())["layers"] == [8, 4]
 
+
+
+# -- declared bounds ---------------------------------------------------------------------------
+import dataclasses as _dc  # noqa: E402
+
+from mnistkit.options import (  # noqa: E402
+    bounds_text,
+    check_declared,
+    check_options_class,
+    option,
+)
+
+
+@_dc.dataclass
+class Bounded:
+    size: int = option(4, "units", ge=1)
+    rate: float = option(0.5, "a rate", gt=0, le=1)
+    decay: float = option(0.9, "a decay", ge=0, lt=1)
+    sizes: tuple[int, ...] = option((3, 2), "sizes", ge=1)
+    free: float = option(-2.0, "anything")
+
+    def __post_init__(self) -> None:
+        check_declared(self)
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"size": 0}, "size must be >= 1; got 0"),
+    ({"rate": 0.0}, "rate must be in (0, 1]; got 0.0"),
+    ({"rate": 1.5}, "rate must be in (0, 1]; got 1.5"),
+    ({"decay": 1.0}, "decay must be in [0, 1); got 1.0"),
+    ({"decay": -0.1}, "decay must be in [0, 1); got -0.1"),
+    ({"sizes": (3, 0)}, "each sizes value must be >= 1; got (3, 0)"),
+])
+def test_declared_bounds_refuse_values_outside_them(values, message):
+    text = {k: ",".join(map(str, v)) if isinstance(v, tuple) else str(v)
+            for k, v in values.items()}
+    with pytest.raises(OptionsError) as caught:  # from the command line
+        build_options(Bounded, text, "model 'b'")
+    assert str(caught.value) == f"invalid options for model 'b': {message}"
+    with pytest.raises(ValueError) as caught:  # built in code: the same check
+        Bounded(**values)
+    assert str(caught.value) == message
+
+
+@pytest.mark.parametrize("values", [{"size": "1"}, {"rate": "1"}, {"decay": "0"},
+                                    {"free": "-1e9"}, {"sizes": "1,1,1"}])
+def test_values_on_the_bounds_or_unbounded_are_accepted(values):
+    build_options(Bounded, values, "model 'b'")
+
+
+def test_bounds_are_described_for_listings_and_checked_at_registration():
+    texts = {info.name: info.bounds for info in describe_options(Bounded)}
+    assert texts == {"size": ">= 1", "rate": "in (0, 1]", "decay": "in [0, 1)",
+                     "sizes": ">= 1", "free": ""}
+    assert bounds_text(_dc.fields(Bounded)[0]) == ">= 1"
+
+    @_dc.dataclass
+    class BadBound:
+        x: float = option(1.0, "x", ge="zero")
+
+    with pytest.raises(TypeError, match="bound ge='zero' is not a finite number"):
+        check_options_class(BadBound)

@@ -17,7 +17,8 @@ def _entry_record(entry: Any, plugins: Any) -> dict[str, Any]:
         "distribution": plugins.distribution_of(entry.plugin),
         "help": entry.help,
         "options": [
-            {"name": o.name, "type": o.type_name, "default": _plain(o.default), "help": o.help}
+            {"name": o.name, "type": o.type_name, "default": _plain(o.default), "help": o.help,
+             "range": o.bounds or None}
             for o in entry.describe_options()
         ],
     }
@@ -42,7 +43,8 @@ def _list_kind(kind: str, as_json: bool) -> None:
     table.add_column("description")
     table.add_column("options (default)")
     for rec in records:
-        opts = "\n".join(f"{o['name']}: {o['type']} = {o['default']!r}" for o in rec["options"])
+        opts = "\n".join(f"{o['name']}: {o['type']} = {o['default']!r}"
+                         + (f" ({o['range']})" if o["range"] else "") for o in rec["options"])
         table.add_row(rec["name"], rec["plugin"], rec["help"], opts or "-")
     out = console()
     out.print(table)

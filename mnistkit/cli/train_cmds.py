@@ -21,10 +21,13 @@ from mnistkit.cli.common import (
     run_options,
 )
 from mnistkit.cli.completion import (
+    complete_augmentation_options,
+    complete_augmentations,
     complete_model_options,
     complete_models,
     complete_optimizer_options,
     complete_optimizers,
+    complete_recipes,
     complete_run_folders,
 )
 from mnistkit.errors import MnistkitError
@@ -93,7 +96,8 @@ class _StopFlag:
               help="Optimizer (see 'mnistkit optimizers').")
 @click.option("-m", "--model-option", "model_options", multiple=True, metavar="KEY=VALUE",
               shell_complete=complete_model_options,
-              help="Set a model option, e.g. -m hidden_size=512 (repeatable).")
+              help="Set a model option, e.g. -m hidden_size=512 (repeatable; 'mnistkit "
+                   "models' lists each model's options with their ranges).")
 @click.option("-o", "--optimizer-option", "optimizer_options", multiple=True,
               shell_complete=complete_optimizer_options,
               metavar="KEY=VALUE", help="Set an optimizer option, e.g. -o lr=0.1 (repeatable).")
@@ -116,11 +120,13 @@ class _StopFlag:
 @click.option("--raw-pixels", is_flag=True,
               help="Feed raw 0..255 pixels instead of scaling to [0, 1] (as the blog post did).")
 @click.option("--augment", default="none", show_default=True, metavar="NAME",
+              shell_complete=complete_augmentations,
               help="Distort each training batch: none, elastic, affine (see 'mnistkit "
                    "augmentations'). Validation and test images are never distorted.")
 @click.option("-a", "--augment-option", "augment_options", multiple=True, metavar="KEY=VALUE",
+              shell_complete=complete_augmentation_options,
               help="Set an augmentation option, e.g. -a sigma=4 -a alpha=34 (repeatable).")
-@click.option("--recipe", default=None, metavar="NAME",
+@click.option("--recipe", default=None, metavar="NAME", shell_complete=complete_recipes,
               help="Train a named configuration, e.g. a published result (see 'mnistkit "
                    "recipes'); any option given as well overrides the recipe's.")
 @dataset_options
