@@ -688,3 +688,19 @@ def test_an_exception_in_a_check_is_one_line_naming_the_check():
     message = failing_message(check_model, RaisesInHidden, SoftmaxOptions, name="raises")
     assert message.startswith("model 'raises' failed check 'extras': the check stopped on "
                               "RuntimeError: no hidden layer\n  How to fix:")
+
+
+def test_a_plugin_command_replacing_a_builtin_one_fails():
+    import click
+
+    @click.command("models")
+    def models():
+        """My own listing."""
+
+    def mnistkit_register_commands(cli):
+        cli.add_command(models)
+
+    message = failing_message(check_plugin, make_plugin(
+        mnistkit_register_commands=mnistkit_register_commands))
+    assert "failed check 'commands'" in message
+    assert "replaces the built-in command 'models'" in message
