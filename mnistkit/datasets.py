@@ -6,8 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from mnistkit.data.dataset import Dataset
-from mnistkit.errors import DataError, MnistkitError, PluginError
-from mnistkit.plugins import get_registry
+from mnistkit.errors import DataError
 from mnistkit.registry import Registry
 
 
@@ -16,22 +15,18 @@ def load_dataset(name: str = "mnist", data_dir: str | Path | None = None,
                  registry: Registry | None = None) -> Dataset:
     """Load dataset ``name`` from ``data_dir`` (``None``: its default location).
 
-    ``registry`` defaults to the installed plugins' one.
+    ``registry`` defaults to :func:`mnistkit.plugins.current_registry`: inside a
+    mnistkit command the registry of the plugins the command line was built with, else
+    the installed plugins' one. A plugin's loader that fails with anything but a
+    :class:`~mnistkit.errors.MnistkitError` is one :class:`~mnistkit.errors.PluginError`
+    line naming it.
     """
-    entry = (registry or get_registry()).get("dataset", name)
-    opts = entry.make_options(options)
+    from mnistkit.contracts import build_dataset, make_options
+    from mnistkit.plugins import current_registry
+
+    entry = (registry or current_registry()).get("dataset", name)
+    opts = make_options(entry, options)
     folder = Path(data_dir).expanduser() if data_dir is not None else None
     if folder is not None and not folder.is_dir():
         raise DataError(f"data folder {str(folder)!r} does not exist or is not a folder")
-    try:
-        dataset = entry.factory(opts, folder)
-    except MnistkitError:
-        raise
-    except Exception as exc:  # a plugin's bug: name it in one line
-        text = (str(exc).splitlines() or [""])[0]
-        raise PluginError(f"dataset {name!r} from plugin {entry.plugin!r} failed to load: "
-                          f"{type(exc).__name__}: {text}") from exc
-    if not isinstance(dataset, Dataset):
-        raise DataError(f"dataset plugin {entry.plugin!r} returned {type(dataset).__name__}, "
-                        "not a mnistkit.data.Dataset")
-    return dataset
+    return build_dataset(entry, opts, folder)

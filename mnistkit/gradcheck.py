@@ -38,8 +38,8 @@ from typing import Any
 
 import numpy as np
 
-from mnistkit.errors import PluginError
-from mnistkit.memory import check_model_fits, memory_errors
+from mnistkit.contracts import build_model, describe, plugin_error, step_problems
+from mnistkit.errors import MnistkitError, PluginError
 
 DEFAULT_THRESHOLD = 1e-6
 DEFAULT_STEP = 1e-5
@@ -164,8 +164,7 @@ def check_gradients(model: Any, x: np.ndarray, y: np.ndarray, *,
         params = model.params
         reset()
         loss, grads = model.loss_and_grads(x64, y)
-        loss = float(loss)
-        _check_contract(params, grads, loss)
+        loss = _check_contract(params, grads, loss)
         analytic = {k: np.array(g, dtype=np.float64, copy=True) for k, g in grads.items()}
         again = _evaluate(model, x64, y, reset)
         if again != loss:
@@ -197,40 +196,50 @@ def check_gradients(model: Any, x: np.ndarray, y: np.ndarray, *,
     return results
 
 
-def _check_contract(params: dict[str, np.ndarray], grads: Any, loss: float) -> None:
-    if not isinstance(grads, dict):
-        raise GradientCheckError(
-            f"loss_and_grads must return (loss, dict of gradients); got {type(grads).__name__}")
-    if set(grads) != set(params):
-        missing = sorted(set(params) - set(grads))
-        extra = sorted(set(grads) - set(params))
-        raise GradientCheckError(
-            f"gradient keys do not match the parameters: missing {missing}, extra {extra}")
-    for key, p in params.items():
-        g = np.asarray(grads[key])
-        if g.shape != p.shape:
-            raise GradientCheckError(
-                f"gradient {key!r} has shape {g.shape}, its parameter {p.shape}")
-        if g.dtype != np.float64:
-            raise GradientCheckError(
-                f"gradient {key!r} is {g.dtype} although the parameters are float64; "
-                "compute in the dtype of model.params (no hard-coded float32)")
+def _check_contract(params: dict[str, np.ndarray], grads: Any, loss: Any) -> float:
+    """The loss as a float, or :class:`GradientCheckError` for the first problem of
+    :func:`mnistkit.contracts.step_problems` (with float64 parameters, a float32
+    gradient means float32 is hard-coded somewhere) or a non-finite loss."""
+    problems = step_problems(params, loss, grads)
+    if problems:
+        raise GradientCheckError(problems[0])
+    loss = float(loss)
     if not np.isfinite(loss):
         raise GradientCheckError(f"the loss is not finite ({loss!r})")
+    return loss
 
 
 def build_for_gradcheck(entry: Any, options: Any, rng: np.random.Generator, n_inputs: int,
                         n_classes: int, batch: int) -> Any:
-    """Build the model of the registry ``entry`` for :func:`check_gradients`, refusing
-    first, with :class:`~mnistkit.errors.MemoryLimitError`, one whose memory estimate
-    does not fit: the float32 parameters, their float64 copies and analytic gradients,
-    and the model's work buffers in float64. A model without an estimate that runs out
-    of memory while being built is the same one-line error.
+    """Build the model of the registry ``entry`` for :func:`check_gradients` through
+    :func:`mnistkit.contracts.build_model`: ``options`` (an instance or a dict of values)
+    validated, the model checked against the contract, and, before anything is
+    allocated, refused with :class:`~mnistkit.errors.MemoryLimitError` when its memory
+    estimate does not fit: the float32 parameters, their float64 copies and analytic
+    gradients, and the model's work buffers in float64. A factory that raises, a model
+    that breaks the contract or runs out of memory while being built is one line naming
+    it (:class:`~mnistkit.errors.PluginError` or ``MemoryLimitError``).
     """
-    check_model_fits(entry, options, n_inputs, n_classes, batch, params_copies=5,
-                     work_factor=2, action="checking the gradients of")
-    with memory_errors(f"model {entry.name!r} could not be built"):
-        return entry.factory(options, rng, n_inputs, n_classes)
+    return build_model(entry, options, rng, n_inputs, n_classes, batch_size=batch,
+                       params_copies=5, work_factor=2, action="checking the gradients of")
+
+
+def check_entry_gradients(entry: Any, model: Any, x: np.ndarray, y: np.ndarray,
+                          **kwargs: Any) -> list[ParamCheck]:
+    """:func:`check_gradients` of ``model``, built from the registry ``entry``, for the
+    command line: a model that breaks the contract (:class:`GradientCheckError`), raises
+    in its own code (:class:`~mnistkit.errors.PluginError`) or runs out of memory
+    (:class:`~mnistkit.errors.MemoryLimitError`) is one line naming it and its plugin.
+    ``kwargs`` go to :func:`check_gradients`."""
+    try:
+        return check_gradients(model, x, y, **kwargs)
+    except GradientCheckError as exc:
+        raise type(exc)(f"{describe(entry)}: {exc}") from None
+    except MnistkitError:
+        raise
+    except Exception as exc:  # the model's own code failed (or ran out of memory)
+        error = plugin_error(entry, "failed in the gradient check", exc)
+        raise error from (None if isinstance(exc, MemoryError) else exc)
 
 
 def random_batch(batch: int, n_inputs: int = 784, n_classes: int = 10,

@@ -6,6 +6,11 @@ inside a hook, is skipped and recorded as a :class:`PluginProblem`; everything e
 keeps working. ``MNISTKIT_LOAD_PLUGINS`` (comma-separated entry-point or
 distribution names, compared as pip compares them) limits which external plugins load;
 set it empty for none. A name there that matches no installed plugin is a problem too.
+
+The public ways to reach the plugins and their registry (stable for plugin authors):
+:func:`current_registry` / :func:`current_plugins` inside a command (the plugins the
+command line was built with), :func:`get_registry` / :func:`get_plugins` anywhere else
+(the installed plugins, loaded once), :func:`load_plugins` for a fresh set (tests).
 """
 
 from __future__ import annotations
@@ -14,13 +19,13 @@ import dataclasses
 import functools
 import os
 import re
+from collections.abc import Callable
 from importlib import metadata
 from typing import Any
 
 import pluggy
 
 from mnistkit import hookspecs
-from mnistkit.errors import MnistkitError
 from mnistkit.registry import KINDS, Registry
 
 ENTRY_POINT_GROUP = "mnistkit"
@@ -76,6 +81,7 @@ class Plugins:
         self.registry = Registry()
         self.problems: list[PluginProblem] = []
         self._dists: dict[str, tuple[str, str]] = {}
+        self._commands: dict[str, list[str]] = {}  # plugin -> commands its hook added
 
     def info(self) -> list[PluginInfo]:
         """The loaded plugins (built-ins first), with the hooks each implements."""
@@ -89,7 +95,10 @@ class Plugins:
         return result
 
     def registrations(self, plugin: str) -> dict[str, list[str]]:
-        """``{"model": [...], "optimizer": [...], ...}`` registered by ``plugin``."""
+        """``{"model": [...], "optimizer": [...], ..., "command": [...]}`` registered by
+        ``plugin``: the names of each kind, and the commands its
+        ``mnistkit_register_commands`` added (known once the command line is built,
+        :meth:`call_register_commands`)."""
         result: dict[str, list[str]] = {}
         for kind in KINDS:
             names = [e.name for e in self.registry.entries(kind) if e.plugin == plugin]
@@ -97,29 +106,60 @@ class Plugins:
                       if k == kind and plugin in owners and n not in names]
             if names:
                 result[kind] = sorted(names)
+        if self._commands.get(plugin):
+            result["command"] = list(self._commands[plugin])
         return result
+
+    def commands_of(self, plugin: str) -> list[str]:
+        """The commands ``plugin`` added to the command line last built (sorted)."""
+        return list(self._commands.get(plugin, []))
 
     def distribution_of(self, plugin: str) -> str:
         """The distribution that provides ``plugin`` (``mnistkit`` for the built-ins)."""
         return self._dists.get(plugin, ("mnistkit", ""))[0]
 
     def call_register_commands(self, cli: Any) -> None:
-        """Let every plugin add its commands to ``cli``; failures become problems."""
-        self._call_each("mnistkit_register_commands", lambda _name: {"cli": cli})
+        """Let every plugin add its commands to ``cli``; failures become problems.
 
-    def _call_each(self, hook_name: str, kwargs_for: Any) -> None:
+        Each plugin's commands are those its hook added or replaced in ``cli`` (compared
+        before and after the call, so a hook that fails half-way keeps what it added):
+        :meth:`registrations` lists them."""
+        self._commands = {}
+
+        def watched(name: str, call: Callable[[], Any]) -> None:
+            before = dict(cli.commands)
+            try:
+                call()
+            finally:
+                added = sorted(n for n, c in cli.commands.items() if before.get(n) is not c)
+                if added:
+                    self._commands[name] = added
+
+        self._call_each("mnistkit_register_commands", lambda _name: {"cli": cli},
+                        around=watched)
+
+    def _call_each(self, hook_name: str, kwargs_for: Any,
+                   around: Callable[[str, Callable[[], Any]], None] | None = None) -> None:
         caller = getattr(self.manager.hook, hook_name)
         for impl in caller.get_hookimpls():  # registration order: built-ins first
             name = impl.plugin_name
+
+            def call(impl: Any = impl, name: str = name) -> Any:
+                return impl.function(**kwargs_for(name))
+
             try:
-                impl.function(**kwargs_for(name))
+                if around is None:
+                    call()
+                else:
+                    around(name, call)
             except Exception as exc:  # a broken plugin must not break mnistkit
                 self._problem(name, exc, hook=hook_name)
 
     def _problem(self, name: str, exc: BaseException, hook: str | None = None) -> None:
+        from mnistkit.contracts import exception_line  # imports NumPy: only on failure
+
         dist = self._dists.get(name, ("mnistkit", ""))[0]
-        text = str(exc) if isinstance(exc, MnistkitError) else f"{type(exc).__name__}: {exc}"
-        problem = PluginProblem(name, dist, text.splitlines()[0] if text else "", hook)
+        problem = PluginProblem(name, dist, exception_line(exc), hook)
         if problem not in self.problems:  # build_cli may call the command hook again
             self.problems.append(problem)
 
@@ -213,10 +253,34 @@ def _report_unknown_names(plugins: Plugins, names: list[str], installed: list[An
 
 @functools.lru_cache(maxsize=1)
 def get_plugins() -> Plugins:
-    """The process-wide plugins, loaded once on first use."""
+    """The process-wide plugins (built-ins and the installed ones), loaded once on first
+    use. Stable API."""
     return load_plugins()
 
 
 def get_registry() -> Registry:
-    """The process-wide registry of models, optimizers and datasets."""
+    """The process-wide registry of models, optimizers, datasets, augmentations and
+    recipes: ``get_plugins().registry``. Stable API."""
     return get_plugins().registry
+
+
+def current_plugins() -> Plugins:
+    """The plugins of the running ``mnistkit`` command: the :class:`Plugins` the command
+    line was built with (``mnistkit.cli.build_cli(plugins)``, kept as the ``obj`` of the
+    top-level Click context), else, outside a command, :func:`get_plugins`. Stable API:
+    what a plugin's command uses."""
+    import click  # a dependency of mnistkit; imported here, plugins.py stays light
+
+    ctx = click.get_current_context(silent=True)
+    while ctx is not None:
+        if isinstance(ctx.obj, Plugins):
+            return ctx.obj
+        ctx = ctx.parent
+    return get_plugins()
+
+
+def current_registry() -> Registry:
+    """The registry of the running command (``current_plugins().registry``): inside a
+    command, the names it may look up with ``current_registry().get("model", name)``.
+    Stable API."""
+    return current_plugins().registry

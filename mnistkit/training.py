@@ -19,6 +19,7 @@ from typing import Any, Literal
 import numpy as np
 
 from mnistkit.batches import DEFAULT_PIXEL_SCALE, BatchMaker
+from mnistkit.contracts import exception_line, step_problems
 from mnistkit.data.dataset import Split
 from mnistkit.errors import MnistkitError, OptionsError, PluginError, TrainingError
 from mnistkit.evaluation import accuracy
@@ -219,9 +220,8 @@ class Trainer:
         return loss
 
     def _broken(self, method: str, exc: Exception) -> PluginError:
-        text = (str(exc).splitlines() or [""])[0]
         return PluginError(f"model {self.model_name!r}: {method} failed on the first step "
-                           f"({type(exc).__name__}: {text})")
+                           f"({exception_line(exc)})")
 
     def _check_params(self) -> None:
         """Raise :class:`TrainingError` when the last update made a parameter non-finite."""
@@ -318,21 +318,8 @@ def _all_finite(arrays: dict[str, np.ndarray]) -> bool:
 
 def check_step_output(model_name: str, params: dict[str, np.ndarray], loss: Any,
                       grads: Any) -> None:
-    """Raise :class:`PluginError` when a model's ``loss_and_grads`` breaks the contract."""
-    where = f"model {model_name!r}: loss_and_grads"
-    if not isinstance(grads, dict):
-        raise PluginError(f"{where} must return (loss, dict of gradients); got {type(grads)}")
-    if set(grads) != set(params):
-        raise PluginError(f"{where} returned gradients for {sorted(grads)} but the parameters "
-                          f"are {sorted(params)}")
-    for key, p in params.items():
-        g = grads[key]
-        if not isinstance(g, np.ndarray) or g.shape != p.shape or g.dtype != p.dtype:
-            got = f"{getattr(g, 'dtype', type(g).__name__)} {getattr(g, 'shape', '')}"
-            raise PluginError(f"{where}: gradient {key!r} is {got}, expected {p.dtype} {p.shape} "
-                              "like its parameter")
-    try:
-        float(loss)
-    except (TypeError, ValueError):
-        got = f"{type(loss).__name__} {getattr(loss, 'shape', '')}".strip()
-        raise PluginError(f"{where} must return a number as loss; got {got}") from None
+    """Raise :class:`PluginError` when a model's ``loss_and_grads`` breaks the contract
+    (the first of :func:`mnistkit.contracts.step_problems`, naming the model)."""
+    problems = step_problems(params, loss, grads)
+    if problems:
+        raise PluginError(f"model {model_name!r}: {problems[0]}")

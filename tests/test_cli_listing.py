@@ -162,3 +162,15 @@ def test_a_plugins_recipe_and_augmentation_are_listed_with_the_plugin():
     assert tiny["settings"]["epochs"] == 2
     result = CliRunner().invoke(cli, ["augmentations"], catch_exceptions=False)
     assert "same" in result.stdout and "listing_kinds_plugin" in result.stdout
+
+
+def test_plugins_lists_the_commands_each_plugin_adds():
+    mnistkit_compare = pytest.importorskip("mnistkit_compare")
+    cli = build_cli(load_plugins([mnistkit_compare], entry_points=False))
+    result = CliRunner().invoke(cli, ["plugins", "--json"], catch_exceptions=False)
+    records = {p["name"]: p for p in json.loads(result.stdout)["plugins"]}
+    assert records["mnistkit_compare"]["registers"] == {"command": ["compare"]}
+    assert "command" not in records["builtins"]["registers"]
+    table = CliRunner().invoke(cli, ["plugins"], catch_exceptions=False).stdout
+    row = next(line for line in table.splitlines() if "mnistkit_compare" in line)
+    assert "commands: compare" in row

@@ -176,3 +176,76 @@ def test_cli_unknown_model_and_bad_option():
     result = CliRunner().invoke(cli, ["gradcheck", "--model", "twolayer", "-m", "hidden=3"])
     assert result.exit_code == 2 and "hidden_size" in result.output
     assert "Traceback" not in result.output
+
+
+def factory_raises(options, rng, n_inputs, n_classes):
+    raise ImportError("No module named 'torch'\nsecond line")
+
+
+class ParamsList(SoftmaxClassifier):
+    def __init__(self, options, rng, n_inputs=784, n_classes=10):
+        super().__init__(options, rng, n_inputs, n_classes)
+        self.params = list(self.params.values())
+
+
+class Float64Init(SoftmaxClassifier):
+    def __init__(self, options, rng, n_inputs=784, n_classes=10):
+        super().__init__(options, rng, n_inputs, n_classes)
+        self.params = {k: v.astype(np.float64) for k, v in self.params.items()}
+
+
+class RaisesInLoss(SoftmaxClassifier):
+    def loss_and_grads(self, x, y):
+        raise ValueError("shapes (8,784) and (10,) not aligned")
+
+
+@pytest.mark.parametrize(("factory", "message"), [
+    (factory_raises, "model 'broken' from plugin 'gradcheck_test_plugin' could not be built: "
+                     "ImportError: No module named 'torch'"),
+    (ParamsList, "model 'broken' from plugin 'gradcheck_test_plugin': model.params is list, "
+                 "not a non-empty dict"),
+    (Float64Init, "model 'broken' from plugin 'gradcheck_test_plugin': parameter 'W' is "
+                  "float64, not a float32 array"),
+    (RaisesInLoss, "model 'broken' from plugin 'gradcheck_test_plugin' failed in the gradient "
+                   "check: ValueError: shapes (8,784) and (10,) not aligned"),
+    (MissingKey, "model 'broken' from plugin 'gradcheck_test_plugin': loss_and_grads returned "
+                 "gradients for ['W'] but the parameters are ['W', 'b'] (missing ['b'])"),
+    (Float32Inside, "model 'broken' from plugin 'gradcheck_test_plugin': loss_and_grads: "
+                    "gradient 'W' is float32 (784, 10), expected float64 (784, 10) like its "
+                    "parameter; compute in the dtype of model.params"),
+])
+def test_cli_a_broken_model_is_one_line_without_traceback(factory, message):
+    cli = build_cli(load_plugins([_plugin_with(factory)], entry_points=False))
+    result = CliRunner().invoke(cli, ["gradcheck", "--model", "broken"])
+    assert result.exit_code == 1
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"Error: {message}"), result.output
+
+
+def _three_classes(options, data_dir):
+    from mnistkit.data.dataset import Dataset, Split
+
+    rng = np.random.default_rng(0)
+    split = Split(rng.integers(0, 256, (12, 28, 28), dtype=np.uint8),
+                  (np.arange(12) % 3).astype(np.uint8))
+    return Dataset("three", split, split, class_names=("a", "b", "c"), source="generated")
+
+
+def test_cli_sizes_the_model_by_the_dataset():
+    module = types.ModuleType("three_classes_plugin")
+    module.mnistkit_register_datasets = hookimpl(
+        lambda register: register("three", _three_classes, help="three classes"))
+    cli = build_cli(load_plugins([module], entry_points=False))
+    for extra in ([], ["--real"]):
+        result = CliRunner().invoke(cli, ["gradcheck", "--model", "softmax", "--dataset",
+                                          "three", "--json", *extra])
+        assert result.exit_code == 0, result.output
+        record = json.loads(result.stdout)
+        assert record["dataset"] == "three" and record["classes"] == 3
+        shapes = {p["name"]: p["shape"] for p in record["params"]}
+        assert shapes == {"W": [784, 3], "b": [3]} and record["passed"]
+    default = json.loads(CliRunner().invoke(cli, ["gradcheck", "--model", "softmax",
+                                                  "--json"]).stdout)
+    assert default["dataset"] == "mnist" and default["classes"] == 10

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import json
 import re
 import sys
 import types
@@ -132,3 +133,56 @@ def test_the_documented_checks_are_the_real_ones():
                         ("recipe", RECIPE_CHECKS)):
         for name in names:
             assert f"| {kind} | {name} |" in text, f"{kind} check {name!r} is not documented"
+
+
+def test_the_guides_command_reaches_the_registry_of_its_command_line():
+    from click.testing import CliRunner
+
+    from mnistkit.cli import build_cli
+    from mnistkit.plugins import load_plugins
+
+    try:
+        module = _guide_module("mnistkit_names", "**Reaching the registry from a command.**")
+        check_plugin(module)
+        tanh = _guide_module("mnistkit_tanh", "**3. `mnistkit_tanh.py`**")
+        cli = build_cli(load_plugins([module, tanh], entry_points=False))
+        result = CliRunner().invoke(cli, ["model-names"], catch_exceptions=False)
+        assert result.exit_code == 0
+        rows = dict(line.split("\t") for line in result.stdout.splitlines())
+        assert rows["tanhnet"] == "mnistkit_tanh" and rows["twolayer"] == "builtins"
+        listing = CliRunner().invoke(cli, ["plugins", "--json"], catch_exceptions=False)
+        registers = {p["name"]: p["registers"] for p in json.loads(listing.stdout)["plugins"]}
+        assert registers["mnistkit_names"] == {"command": ["model-names"]}
+    finally:
+        sys.modules.pop("mnistkit_names", None)
+        sys.modules.pop("mnistkit_tanh", None)
+
+
+def test_the_guides_optimizer_passes_the_kit():
+    try:
+        module = _guide_module("mnistkit_adagrad", "**`mnistkit_adagrad.py`**")
+        checks = [c.id for c in collect_checks(module)]
+        assert {"optimizer:adagrad:lr_scale", "optimizer:adagrad:state_changes"} <= set(checks)
+        check_plugin(module)
+    finally:
+        sys.modules.pop("mnistkit_adagrad", None)
+
+
+def test_the_guides_settings_options_example_runs():
+    text = GUIDE.read_text(encoding="utf-8")
+    source = code_block_after(text, "passes keyword arguments to the checks", "python")
+    try:
+        tanh = _guide_module("mnistkit_tanh", "**3. `mnistkit_tanh.py`**")
+        from mnistkit.testing import conformance_cases
+
+        namespace = {"pytest": pytest, "mnistkit_tanh": tanh,
+                     "conformance_cases": conformance_cases}
+        exec(compile(source, "docs/plugins.md:settings-example", "exec"), namespace)
+        test = namespace["test_conformance_of_a_small_tanhnet"]
+        cases = test.pytestmark[0].args[1]
+        assert "model:tanhnet:option_gradients" in [case.id for case in cases]
+        assert "model:tanhnet:overfit" not in [case.id for case in cases]
+        for case in cases:
+            test(case.values[0])
+    finally:
+        sys.modules.pop("mnistkit_tanh", None)

@@ -270,3 +270,45 @@ def test_an_unknown_command_names_the_plugins_that_failed_to_load():
     assert "plugin 'cmds_bad' from mnistkit: ValueError: no commands today" in result.stderr
     clean = run(build_cli(load_plugins(entry_points=False)), "hello")
     assert clean.exit_code == 2 and "plugin" not in clean.stderr
+
+
+def test_the_commands_a_plugin_adds_are_attributed_to_it():
+    @click.command("hello")
+    def hello():
+        """Say hello."""
+
+    @click.command("bye")
+    def bye():
+        """Say bye."""
+
+    @click.command("models")
+    def my_models():
+        """Replace the built-in listing."""
+
+    plugins = load_plugins(extra=[make_plugin("cmds_good", models=["tiny"], commands=[hello]),
+                                  make_plugin("cmds_half", commands=[bye], raise_in="commands"),
+                                  make_plugin("cmds_shadow", commands=[my_models])],
+                           entry_points=False)
+    assert plugins.registrations("cmds_good") == {"model": ["tiny"]}  # no command line yet
+    build_cli(plugins)
+    assert plugins.registrations("cmds_good") == {"model": ["tiny"], "command": ["hello"]}
+    assert plugins.commands_of("cmds_half") == ["bye"]  # added before its hook failed
+    assert plugins.commands_of("cmds_shadow") == ["models"]  # replaced a built-in one
+    assert "command" not in plugins.registrations("builtins")
+    build_cli(plugins)  # built again: the same, not doubled
+    assert plugins.commands_of("cmds_good") == ["hello"]
+
+
+def test_current_registry_is_the_command_lines_inside_a_command():
+    from mnistkit.plugins import current_registry, get_registry
+
+    @click.command("names")
+    def names():
+        """List the models of the running command line."""
+        click.echo(",".join(current_registry().names("model")))
+
+    plugins = load_plugins(extra=[make_plugin("with_names", models=["only-here"],
+                                              commands=[names])], entry_points=False)
+    result = run(build_cli(plugins), "names")
+    assert result.exit_code == 0 and "only-here" in result.stdout.split(",")
+    assert current_registry() is get_registry()  # outside a command

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 import types
+from typing import Literal
 
 import numpy as np
 import pytest
@@ -13,8 +15,9 @@ from mnistkit.data.dataset import Dataset, Split
 from mnistkit.errors import DataError
 from mnistkit.models.softmax import SoftmaxClassifier, SoftmaxOptions
 from mnistkit.models.twolayer import TwoLayerNet, TwoLayerOptions
-from mnistkit.optimizers.base import BaseOptimizer
+from mnistkit.optimizers.base import BaseOptimizer, LearningRateOptions, ScheduledOptimizer
 from mnistkit.optimizers.sgd import SGD, SGDOptions
+from mnistkit.options import check_declared, option
 from mnistkit.testing import (
     MODEL_CHECKS,
     OPTIMIZER_CHECKS,
@@ -25,6 +28,7 @@ from mnistkit.testing import (
     collect_checks,
     conformance_cases,
     model_checks,
+    optimizer_checks,
 )
 
 # ------------------------------------------------------------------ broken models
@@ -147,7 +151,7 @@ def failing_message(func, *args, **kwargs) -> str:
 @pytest.mark.parametrize(("cls", "check", "words"), [
     (SignFlipped, "gradients", "disagree"),
     (Float64Params, "params", "not a float32 array"),
-    (WrongScores, "shapes", "expected (5, 10)"),
+    (WrongScores, "shapes", "expected floats of shape (5, 10)"),
     (GradsWrongDtype, "shapes", "dtype of its parameter"),
     (StaleBuffer, "shapes", "changed"),
     (GlobalInit, "seed", "same seed"),
@@ -395,3 +399,308 @@ def test_registered_name_needs_a_kind_and_is_looked_up():
     registry = load_plugins(entry_points=False).registry
     checks = collect_checks("softmax", kind="model", registry=registry)
     assert checks[0].id == "model:softmax:options"
+
+# ------------------------------------------------------------------ option values, lr, state
+
+
+@dataclasses.dataclass
+class WeakRegOptions(TwoLayerOptions):
+    """twolayer's options with a default L2 strength too weak for its term to show."""
+
+    hidden_size: int = option(32, "hidden ReLU units", ge=1)
+    reg: float = option(1e-7, "L2 strength on W1, W2", ge=0)
+
+
+class TwoLayerWithoutL2Gradient(TwoLayerNet):
+    """A twolayer copy whose loss has the L2 term but whose gradients do not."""
+
+    def loss_and_grads(self, x, y):
+        loss, grads = super().loss_and_grads(x, y)
+        for key in ("W1", "W2"):
+            grads[key] -= self.options.reg * self.params[key]
+        return loss, grads
+
+
+def test_a_gradient_without_the_l2_term_fails_at_a_strong_regularisation():
+    # at the weak default the gradient check cannot tell: everything else passes
+    for check in model_checks(TwoLayerWithoutL2Gradient, WeakRegOptions, name="nol2",
+                              skip=["option_gradients"]):
+        check()
+    message = failing_message(check_model, TwoLayerWithoutL2Gradient, WeakRegOptions,
+                              name="nol2")
+    assert "model 'nol2' failed check 'option_gradients'" in message
+    assert "at reg=1 (a strong regularisation), analytic and numerical gradients disagree" in (
+        message) and "W1 (relative error" in message
+    assert "regularisation term is missing or wrong" in message
+    assert "'mnistkit gradcheck --model nol2 -m reg=1'" in message
+    check_model(TwoLayerNet, WeakRegOptions)  # the real gradient passes at every value
+
+
+def test_the_strong_regularisation_is_found_through_settings_options():
+    """``settings={"name": {"options": {...}}}`` sets the options the checks use; the
+    option values are varied from there."""
+    def mnistkit_register_models(register):
+        register("nol2", TwoLayerWithoutL2Gradient, options=TwoLayerOptions, help="x")
+
+    plugin = make_plugin(mnistkit_register_models=mnistkit_register_models)
+    message = failing_message(check_plugin, plugin, skip={"nol2": ["gradients"]},
+                              settings={"nol2": {"options": {"hidden_size": 16,
+                                                             "reg": 1e-8}}})
+    assert "model 'nol2' failed check 'option_gradients'" in message
+
+
+@dataclasses.dataclass
+class ChoiceOptions:
+    activation: Literal["relu", "tanh", "identity"] = "relu"
+    bias: bool = True
+    units: int = option(8, "units", ge=1)
+    weight_decay: float = option(0.0, "L2", ge=0, le=0.5)
+    layers: tuple[int, ...] = (16, 8)
+    init_std: float = 0.1
+    label: str = "x"
+
+    def __post_init__(self):
+        check_declared(self)
+
+
+def test_option_variants_cover_the_declared_values():
+    from mnistkit.testing._core import Subject
+    from mnistkit.testing.models import option_variants
+
+    subject = Subject("model", "m", None, ChoiceOptions)
+    found = [(field, value, reg) for field, value, reg, _ in option_variants(subject, "x")]
+    assert found == [("activation", "tanh", False), ("activation", "identity", False),
+                     ("bias", False, False), ("units", 4, False),
+                     ("weight_decay", 0.1, True),  # 1.0 is out of its declared bounds
+                     ("layers", (16,), False)]     # floats that are not L2, str: not varied
+    twolayer = Subject("model", "twolayer", TwoLayerNet, TwoLayerOptions)
+    assert [(f, v) for f, v, _, _ in option_variants(twolayer, "x")] == [
+        ("hidden_size", 128), ("reg", 1.0)]
+
+
+@dataclasses.dataclass
+class ActivationOptions(SoftmaxOptions):
+    activation: Literal["none", "square"] = "none"
+
+
+class WrongOnlyForSquare(SoftmaxClassifier):
+    """Scores squared for activation=square, gradients as if they were not."""
+
+    def loss_and_grads(self, x, y):
+        if self.options.activation == "none":
+            return super().loss_and_grads(x, y)
+        from mnistkit.models.base import softmax_cross_entropy
+
+        s = x @ self.params["W"] + self.params["b"]
+        loss, ds = softmax_cross_entropy(s * s, y)
+        return loss, {"W": x.T @ ds, "b": ds.sum(axis=0)}
+
+
+def test_a_backward_pass_wrong_for_one_literal_choice_fails():
+    message = failing_message(check_model, WrongOnlyForSquare, ActivationOptions, name="act",
+                              skip=["checkpoint", "overfit"])
+    assert "failed check 'option_gradients'" in message
+    assert "at activation=square, analytic" in message
+    assert "wrong for activation=square" in message
+
+
+class IgnoresLr(ScheduledOptimizer):
+    """Steps of 0.1 * gradient, whatever options.lr says."""
+
+    def step(self, grads):
+        for key, p in self.params.items():
+            p -= 0.1 * grads[key]
+
+
+@dataclasses.dataclass
+class AdagradOptions(LearningRateOptions):
+    lr: float = option(0.5, "learning rate", gt=0)
+    eps: float = option(1e-8, "added to the root", gt=0)
+
+
+class Adagrad(ScheduledOptimizer):
+    """Steps divided by the root of the running sum of squared gradients."""
+
+    def step(self, grads):
+        for key, p in self.params.items():
+            g = grads[key]
+            p -= self.lr * g / (np.sqrt(self.accumulate(key, g)) + self.options.eps)
+
+    def accumulate(self, key, g):
+        acc = self.buffer(f"sum.{key}", g)
+        acc += g * g
+        return acc
+
+
+class RebindingAdagrad(Adagrad):
+    """``acc = acc + g * g``: a new array each step, the state stays zero."""
+
+    def accumulate(self, key, g):
+        acc = self.buffer(f"sum.{key}", g)
+        acc = acc + g * g
+        return acc
+
+
+class OverwritingAdagrad(Adagrad):
+    """``acc[...] = g * g``: the state holds the last step only."""
+
+    def accumulate(self, key, g):
+        acc = self.buffer(f"sum.{key}", g)
+        acc[...] = g * g
+        return acc
+
+
+@pytest.mark.parametrize(("cls", "options", "check", "words"), [
+    (IgnoresLr, LearningRateOptions, "lr_scale",
+     "with lr=0.2 instead of lr=0.1, the first step on the same gradients is 1 times as "
+     "large, not 2 times"),
+    (RebindingAdagrad, AdagradOptions, "state_changes", "the state does not accumulate"),
+    (OverwritingAdagrad, AdagradOptions, "state_changes", "the state does not accumulate"),
+])
+def test_optimizers_ignoring_lr_or_not_accumulating_fail(cls, options, check, words):
+    names = [c.name for c in optimizer_checks(cls, options)]
+    for case in optimizer_checks(cls, options, skip=[check]):
+        case()  # only the new check tells them from correct ones
+    message = failing_message(check_optimizer, cls, options, name="broken")
+    assert f"optimizer 'broken' failed check '{check}'" in message
+    assert words in message and "How to fix:" in message
+    assert names == list(OPTIMIZER_CHECKS)
+
+
+def test_a_correct_adagrad_passes_and_lr_scale_can_be_skipped():
+    check_optimizer(Adagrad, AdagradOptions)
+    check_optimizer(IgnoresLr, LearningRateOptions, skip=["lr_scale"])
+
+
+def test_lr_scale_halves_when_twice_the_lr_is_refused():
+    @dataclasses.dataclass
+    class CappedOptions(LearningRateOptions):
+        lr: float = option(0.8, "learning rate", gt=0, le=1)
+
+    message = failing_message(check_optimizer, IgnoresLr, CappedOptions, name="capped")
+    assert "with lr=0.4 instead of lr=0.8" in message and "not 0.5 times" in message
+
+
+class LrAttributeStuck(SGD):
+    """Steps with options.lr but shows a constant lr."""
+
+    def start_epoch(self, epoch, epochs):
+        super().start_epoch(epoch, epochs)
+        self.lr_shown = self.lr
+
+    @property
+    def lr(self):
+        return 0.5
+
+    @lr.setter
+    def lr(self, value):
+        self._lr = value
+
+    def step(self, grads):
+        for key, p in self.params.items():
+            p -= self._lr * grads[key]
+
+
+def test_an_lr_attribute_that_does_not_follow_the_options_fails():
+    message = failing_message(check_optimizer, LrAttributeStuck, SGDOptions, name="stuck")
+    assert "failed check 'lr_scale'" in message and "give optimizer.lr 0.5 and 0.5" in message
+
+# ------------------------------------------------------------------ the first contract failure
+
+
+class MissingGradient(SoftmaxClassifier):
+    def loss_and_grads(self, x, y):
+        loss, grads = super().loss_and_grads(x, y)
+        return loss, {"W": grads["W"]}
+
+
+class NoStartEpoch:
+    def __init__(self, params, options):
+        self.params, self.lr = params, 0.1
+
+    def step(self, grads):
+        for key, p in self.params.items():
+            p -= self.lr * grads[key]
+
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, state):
+        pass
+
+
+def _outcomes(checks):
+    outcomes = {}
+    for check in checks:
+        try:
+            check()
+            outcomes[check.name] = "passed"
+        except pytest.skip.Exception as exc:
+            outcomes[check.name] = f"skipped: {exc.msg}"
+        except AssertionError as exc:
+            outcomes[check.name] = f"failed: {exc}"
+    return outcomes
+
+
+def test_after_the_first_contract_failure_the_other_checks_are_skipped():
+    outcomes = _outcomes(collect_checks(MissingGradient, kind="model",
+                                        options_class=SoftmaxOptions, name="nob"))
+    assert [outcomes[n] for n in ("options", "construct", "params")] == ["passed"] * 3
+    assert outcomes["shapes"].startswith("failed: model 'nob' failed check 'shapes': "
+                                         "loss_and_grads returned gradients for ['W'] but the "
+                                         "parameters are ['W', 'b'] (missing ['b'])")
+    later = [n for n in MODEL_CHECKS if n not in ("options", "construct", "params", "shapes")]
+    for name in later:  # overfit used to fail again with a bare KeyError: 'b'
+        assert outcomes[name] == (
+            f"skipped: model 'nob': check '{name}' not run: check 'shapes' failed first "
+            "(loss_and_grads returned gradients for ['W'] but the parameters are ['W', 'b'] "
+            "(missing ['b'])); fix that one")
+    outcomes = _outcomes(collect_checks(NoStartEpoch, kind="optimizer", name="nose"))
+    assert outcomes["construct"].startswith("failed: optimizer 'nose' failed check "
+                                            "'construct': the optimizer has no method "
+                                            "start_epoch()")
+    assert all(outcomes[n].startswith("skipped: optimizer 'nose': check") for n in
+               OPTIMIZER_CHECKS if n not in ("options", "construct"))
+
+
+def test_outside_pytest_a_check_not_run_says_so(monkeypatch):
+    checks = {c.name: c for c in collect_checks(MissingGradient, kind="model",
+                                                options_class=SoftmaxOptions, name="nob")}
+    monkeypatch.delitem(sys.modules, "pytest")
+    with pytest.raises(AssertionError, match="check 'overfit' not run: check 'shapes' failed"):
+        checks["overfit"]()
+
+
+def test_options_that_do_not_build_stop_the_checks_at_options():
+    outcomes = _outcomes(collect_checks(SoftmaxClassifier, kind="model",
+                                        options_class=SoftmaxOptions, options={"reg": "-1"}))
+    assert outcomes["options"].startswith("failed: model 'SoftmaxClassifier' failed check "
+                                          "'options': the options cannot be built")
+    assert all(v.startswith("skipped:") for k, v in outcomes.items() if k != "options")
+
+
+class RaisesInHidden(SoftmaxClassifier):
+    def hidden(self, x):
+        raise RuntimeError("no hidden layer\nsecond line")
+
+
+def test_an_exception_in_a_check_is_one_line_naming_the_check():
+    message = failing_message(check_model, RaisesInHidden, SoftmaxOptions, name="raises")
+    assert message.startswith("model 'raises' failed check 'extras': the check stopped on "
+                              "RuntimeError: no hidden layer\n  How to fix:")
+
+
+def test_a_plugin_command_replacing_a_builtin_one_fails():
+    import click
+
+    @click.command("models")
+    def models():
+        """My own listing."""
+
+    def mnistkit_register_commands(cli):
+        cli.add_command(models)
+
+    message = failing_message(check_plugin, make_plugin(
+        mnistkit_register_commands=mnistkit_register_commands))
+    assert "failed check 'commands'" in message
+    assert "replaces the built-in command 'models'" in message

@@ -11,7 +11,9 @@ from typing import Any, TypeVar
 
 import click
 
-from mnistkit.plugins import Plugins, get_plugins
+# The plugins of the running command; commands import it from here (it lives in
+# mnistkit.plugins, where plugin authors find it).
+from mnistkit.plugins import current_plugins
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -19,16 +21,6 @@ DATA_DIR_ENV = "MNISTKIT_DATA_DIR"
 #: Width of rich output that is not a terminal (a file, a pipe) and has no ``COLUMNS``:
 #: wide enough that nothing is wrapped or squeezed, so paths and tables stay whole.
 UNWRAPPED_WIDTH = 10_000
-
-
-def current_plugins() -> Plugins:
-    """The plugins of the running command (set by the top-level group)."""
-    ctx = click.get_current_context(silent=True)
-    while ctx is not None:
-        if isinstance(ctx.obj, Plugins):
-            return ctx.obj
-        ctx = ctx.parent
-    return get_plugins()
 
 
 DATASET_OPTIONS_KEY = "mnistkit.dataset_options"

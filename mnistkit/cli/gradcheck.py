@@ -44,44 +44,48 @@ def gradcheck_command(model_name: str, model_options: tuple[str, ...], batch: in
     max|a-n| / max(|a|+|n|) and PASS below 1e-6. Exits with status 1 if any fails.
     This is the first thing to run on a model you are writing.
 
+    The model gets the input size and the number of classes of --dataset (MNIST's
+    784 and 10 by default); the batch is random unless --real. A model that cannot be
+    built, breaks the model contract or raises is one line naming it (exit status 1).
+
     \b
     Example:
       mnistkit gradcheck --model twolayer
       mnistkit gradcheck --model mlp -m layers=64,32 --batch 4 --json
       mnistkit gradcheck --model softmax --real
+      mnistkit gradcheck --model mlp --dataset emnist-letters --data-dir ~/emnist
     """
     import numpy as np
 
     from mnistkit.gradcheck import (
         DEFAULT_THRESHOLD,
         build_for_gradcheck,
-        check_gradients,
+        check_entry_gradients,
         random_batch,
     )
-    from mnistkit.memory import memory_errors
     from mnistkit.options import options_to_dict, parse_assignments
 
     entry = current_plugins().registry.get("model", model_name)
     options = entry.make_options(parse_assignments(model_options))
-    n_classes = 10
+    dataset = load_dataset_for_cli(dataset_name, data_dir)  # its input size and classes
+    n_inputs = int(np.prod(dataset.train.images.shape[1:]))
+    n_classes = dataset.n_classes
     if real:
-        dataset = load_dataset_for_cli(dataset_name, data_dir)
         split = dataset.train.subset(slice(0, batch))
         x = split.images.reshape(len(split), -1).astype(np.float64) / 255.0
         y = split.labels.astype(np.int64)
-        n_classes = dataset.n_classes
         source = f"{dataset.name}: first {len(split)} training images"
     else:
-        x, y = random_batch(batch, seed=seed)
+        x, y = random_batch(batch, n_inputs, n_classes, seed=seed)
         source = f"random batch of {batch}"
-    model = build_for_gradcheck(entry, options, np.random.default_rng(seed), x.shape[1],
+    model = build_for_gradcheck(entry, options, np.random.default_rng(seed), n_inputs,
                                 n_classes, len(y))
-    with memory_errors(f"gradient check of model {model_name!r}"):
-        results = check_gradients(model, x, y, entries=entries, seed=seed)
+    results = check_entry_gradients(entry, model, x, y, entries=entries, seed=seed)
     passed = all(r.passed for r in results)
     if as_json:
         print_json({"model": model_name, "options": options_to_dict(options), "batch": len(y),
-                    "seed": seed, "inputs": source, "threshold": DEFAULT_THRESHOLD,
+                    "seed": seed, "inputs": source, "dataset": dataset.name,
+                    "classes": n_classes, "threshold": DEFAULT_THRESHOLD,
                     "passed": passed, "params": [r.as_dict() for r in results]})
     else:
         _print_table(model_name, source, results, passed)

@@ -170,7 +170,8 @@ def recipes_command(as_json: bool) -> None:
 @click.command("plugins", short_help="List the loaded plugins and what they register.")
 @json_option
 def plugins_command(as_json: bool) -> None:
-    """List the loaded plugins: distribution, version, hooks and what each registers.
+    """List the loaded plugins: distribution, version, hooks and what each registers
+    (models, optimizers, datasets, augmentations, recipes and the commands it adds).
 
     Plugins that failed to load are listed too, with their error.
 

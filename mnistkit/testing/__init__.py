@@ -34,24 +34,33 @@ factory::
 Checks (names as used by ``skip=`` and in test ids):
 
 - models: ``options``, ``construct``, ``params``, ``shapes``, ``deterministic``,
-  ``gradients``, ``seed``, ``checkpoint``, ``overfit``, ``extras``.
-- optimizers: ``options``, ``construct``, ``start_epoch``, ``in_place``, ``quadratic``,
-  ``state``.
+  ``gradients``, ``option_gradients`` (at a strong regularisation and other declared
+  option values), ``seed``, ``checkpoint``, ``overfit``, ``extras``.
+- optimizers: ``options``, ``construct``, ``start_epoch``, ``in_place``, ``lr_scale``
+  (the first step scales with ``lr``), ``quadratic``, ``state``, ``state_changes``
+  (a stateful optimizer's state changes from step to step).
 - datasets: ``options``, ``load``, ``deterministic``, ``missing``.
 - augmentations: ``options``, ``construct``, ``shapes``, ``in_place``, ``deterministic``,
   ``order``.
 - recipes: ``recipe``, ``names``, ``options``, ``build``.
 - plugin modules: ``plugin`` (loads and registers without problems) and ``commands``
   (when it adds commands: each has help text and ``--help`` works).
+
+The first checks of a model (``options``, ``construct``, ``params``, ``shapes``) and of an
+optimizer (``options``, ``construct``) are its contract (:data:`CONTRACT_CHECKS`,
+:mod:`mnistkit.contracts`): after the first of them that fails, the object's other
+checks are not run (skipped under pytest, naming it) instead of failing again.
 """
 
 from mnistkit.testing._core import (
     AUGMENTATION_CHECKS,
+    CONTRACT_CHECKS,
     DATASET_CHECKS,
     MODEL_CHECKS,
     OPTIMIZER_CHECKS,
     OVERFIT_EXAMPLES,
     OVERFIT_STEPS,
+    QUADRATIC_EARLY_STEPS,
     QUADRATIC_STEPS,
     RECIPE_CHECKS,
     Check,
@@ -76,8 +85,9 @@ from mnistkit.testing.suites import (
 )
 
 __all__ = [
-    "AUGMENTATION_CHECKS", "DATASET_CHECKS", "MODEL_CHECKS", "OPTIMIZER_CHECKS",
-    "OVERFIT_EXAMPLES", "OVERFIT_STEPS", "QUADRATIC_STEPS", "RECIPE_CHECKS", "Check",
+    "AUGMENTATION_CHECKS", "CONTRACT_CHECKS", "DATASET_CHECKS", "MODEL_CHECKS",
+    "OPTIMIZER_CHECKS", "OVERFIT_EXAMPLES", "OVERFIT_STEPS", "QUADRATIC_EARLY_STEPS",
+    "QUADRATIC_STEPS", "RECIPE_CHECKS", "Check",
     "LoopbackServer", "augmentation_checks", "check_augmentation", "check_dataset",
     "check_model", "check_optimizer", "check_plugin", "check_recipe", "collect_checks",
     "conformance_cases", "dataset_checks", "digit_like_images", "model_checks",

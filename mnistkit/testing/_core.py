@@ -5,12 +5,14 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from mnistkit.contracts import exception_line
 from mnistkit.errors import MnistkitError
 from mnistkit.gradcheck import (
     random_batch,
@@ -18,8 +20,9 @@ from mnistkit.gradcheck import (
 from mnistkit.options import build_options, check_options_class, options_to_dict
 
 MODEL_CHECKS = ("options", "construct", "params", "shapes", "deterministic", "gradients",
-                "seed", "checkpoint", "overfit", "extras")
-OPTIMIZER_CHECKS = ("options", "construct", "start_epoch", "in_place", "quadratic", "state")
+                "option_gradients", "seed", "checkpoint", "overfit", "extras")
+OPTIMIZER_CHECKS = ("options", "construct", "start_epoch", "in_place", "lr_scale",
+                    "quadratic", "state", "state_changes")
 DATASET_CHECKS = ("options", "load", "deterministic", "missing")
 AUGMENTATION_CHECKS = ("options", "construct", "shapes", "in_place", "deterministic", "order")
 RECIPE_CHECKS = ("recipe", "names", "options", "build")
@@ -30,6 +33,15 @@ OVERFIT_STEPS = 300
 OVERFIT_EXAMPLES = 40
 #: Steps allowed to halve a quadratic.
 QUADRATIC_STEPS = 2000
+#: Steps after which the quadratic must be lower than at the start.
+QUADRATIC_EARLY_STEPS = 50
+
+#: Per kind, the checks of the contract itself, in order. They run first, once per
+#: object; after the first of them that fails, the object's later checks are not run
+#: (skipped under pytest, naming the failed check) rather than failing again on what
+#: the contract would have guaranteed (a missing gradient key, a missing method).
+CONTRACT_CHECKS = {"model": ("options", "construct", "params", "shapes"),
+                   "optimizer": ("options", "construct")}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,10 +79,45 @@ class Subject:
     overfit_lr: float = 0.1
     identity: bool = False  # augmentations: the distortion is meant to change nothing
     registry: Any = None  # recipes: where the names they use are looked up
+    funcs: dict[str, Callable[[Subject], None]] = dataclasses.field(default_factory=dict)
+    skipped: frozenset[str] = frozenset()
+    _contract: dict[str, AssertionError | None] | None = None
 
     def fail(self, check: str, what: str, fix: str) -> None:
         raise AssertionError(f"{self.kind} {self.name!r} failed check '{check}': {what}\n"
                              f"  How to fix: {fix}")
+
+    def contract_outcomes(self) -> dict[str, AssertionError | None]:
+        """The outcome of each contract check (:data:`CONTRACT_CHECKS`) not skipped: None
+        when it passed, its ``AssertionError`` when it failed. Run once, in order, up to
+        the first failure (the checks after it are absent)."""
+        if self._contract is None:
+            outcomes: dict[str, AssertionError | None] = {}
+            for name in CONTRACT_CHECKS.get(self.kind, ()):
+                if name in self.skipped or name not in self.funcs:
+                    continue
+                try:
+                    run_guarded(self, name, self.funcs[name])
+                except AssertionError as exc:
+                    outcomes[name] = exc
+                    break
+                outcomes[name] = None
+            self._contract = outcomes
+        return self._contract
+
+    def not_run(self, check: str, failed: str, error: AssertionError) -> None:
+        """Report ``check`` as not run because contract check ``failed`` failed: skipped
+        under pytest, else an ``AssertionError`` saying so."""
+        first = (str(error).splitlines() or [""])[0]
+        prefix = f"{self.kind} {self.name!r} failed check '{failed}': "
+        text = (f"{self.kind} {self.name!r}: check '{check}' not run: check '{failed}' failed "
+                f"first ({first.removeprefix(prefix)}); fix that one")
+        if "pytest" in sys.modules:
+            import pytest
+
+            pytest.skip(text)
+        raise AssertionError(text)
+
 
     def make_options(self, check: str) -> Any:
         if isinstance(self.options, dict) or self.options is None:
@@ -88,6 +135,36 @@ class Subject:
         return self.options
 
 
+def run_guarded(subject: Subject, name: str, func: Callable[[Subject], None]) -> None:
+    """Run the check ``func``; an exception other than ``AssertionError`` (the plugin's
+    code raising where the contract allows none) fails the check, in one line."""
+    try:
+        func(subject)
+    except AssertionError:
+        raise
+    except Exception as exc:
+        raise AssertionError(
+            f"{subject.kind} {subject.name!r} failed check '{name}': the check stopped on "
+            f"{exception_line(exc)}\n  How to fix: the traceback (the exception above) shows "
+            f"where the {subject.kind}'s code raised; it must not raise here") from exc
+
+
+def run_check(subject: Subject, name: str, func: Callable[[Subject], None]) -> None:
+    """Run check ``name`` of ``subject``: a contract check reports its (memoised)
+    outcome; any other check runs only if the contract checks passed."""
+    if subject.kind not in CONTRACT_CHECKS:
+        run_guarded(subject, name, func)
+        return
+    outcomes = subject.contract_outcomes()
+    if name in outcomes:
+        error = outcomes[name]
+        if error is not None:
+            raise error
+        return
+    failed = next((n for n, e in outcomes.items() if e is not None), None)
+    if failed is not None:
+        subject.not_run(name, failed, outcomes[failed])  # type: ignore[arg-type]
+    run_guarded(subject, name, func)
 
 
 def npz_round_trip(subject: Subject, check: str, arrays: dict[str, Any],

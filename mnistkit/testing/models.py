@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from typing import Any
 
 import numpy as np
 
+from mnistkit.contracts import (
+    exception_line,
+    interface_problems,
+    new_model,
+    params_problems,
+    scores_problems,
+    step_problems,
+)
+from mnistkit.errors import MnistkitError
 from mnistkit.gradcheck import (
     DEFAULT_THRESHOLD,
     GradientCheckError,
@@ -13,6 +24,7 @@ from mnistkit.gradcheck import (
     frozen_rng,
     random_batch,
 )
+from mnistkit.options import build_options, options_to_dict
 from mnistkit.testing._core import (
     OVERFIT_EXAMPLES,
     Subject,
@@ -22,48 +34,50 @@ from mnistkit.testing._core import (
     tiny_problem,
 )
 
+#: A regularisation strong enough that a gradient without its term fails the gradient
+#: check (``option_gradients``); smaller ones are tried when the options refuse it.
+STRONG_REGULARISATION = (1.0, 0.1, 0.01)
 
-def _build_model(subject: Subject, check: str, seed: int = 0) -> Any:
-    options = subject.make_options(check)
+
+def _build_model(subject: Subject, check: str, seed: int = 0, options: Any = None) -> Any:
+    if options is None:
+        options = subject.make_options(check)
     try:
-        model = subject.factory(options, np.random.default_rng(seed), subject.n_inputs,
-                                subject.n_classes)
+        model = new_model(subject.factory, options, np.random.default_rng(seed),
+                          subject.n_inputs, subject.n_classes)
     except Exception as exc:
-        subject.fail(check, f"factory(options, rng, {subject.n_inputs}, {subject.n_classes}) "
-                     f"raised {type(exc).__name__}: {exc}",
-                     "the factory must accept (options, rng, n_inputs, n_classes)")
+        subject.fail(check, f"factory(options, rng, n_inputs={subject.n_inputs}, "
+                     f"n_classes={subject.n_classes}) raised {exception_line(exc)}",
+                     "the factory must accept (options, rng, n_inputs, n_classes), the last "
+                     "two also by keyword")
     return model
+
+
+def _fail_first(s: Subject, check: str, problems: list) -> None:
+    if problems:
+        s.fail(check, problems[0], problems[0].fix)
 
 
 def _model_options(s: Subject) -> None:
     check_declared_options(s)
+    s.make_options("options")  # the options given to the checks build too
 
 
 def _model_construct(s: Subject) -> None:
-    model = _build_model(s, "construct")
-    params = getattr(model, "params", None)
-    if not isinstance(params, dict) or not params:
-        s.fail("construct", f"model.params is {type(params).__name__}, not a non-empty dict",
-               "set self.params = {'W': ..., 'b': ...} in __init__")
-    for method in ("loss_and_grads", "scores"):
-        if not callable(getattr(model, method, None)):
-            s.fail("construct", f"the model has no method {method}()",
-                   "see mnistkit.models.base.Model for the contract")
+    _fail_first(s, "construct", interface_problems(_build_model(s, "construct")))
 
 
 def _model_params(s: Subject) -> None:
-    model = _build_model(s, "params")
-    for key, p in model.params.items():
-        if not isinstance(key, str) or not key or "/" in key:
-            s.fail("params", f"parameter key {key!r} is not a plain string",
-                   "name parameters like 'W1', 'b1' (they become .npz names)")
-        if not isinstance(p, np.ndarray) or p.dtype != np.float32:
-            kind = p.dtype if isinstance(p, np.ndarray) else type(p).__name__
-            s.fail("params", f"parameter {key!r} is {kind}, not a float32 array",
-                   "create parameters with .astype(np.float32)")
-        if not np.all(np.isfinite(p)):
-            s.fail("params", f"parameter {key!r} has NaN or infinite values",
-                   "check the initialisation")
+    _fail_first(s, "params", params_problems(_build_model(s, "params").params))
+
+
+def _call(s: Subject, check: str, what: str, func: Any) -> Any:
+    """``func()``, a call into the model; an exception fails ``check`` naming ``what``."""
+    try:
+        return func()
+    except Exception as exc:
+        s.fail(check, f"{what} raised {exception_line(exc)}",
+               "see mnistkit.models.base.Model for what each method receives and returns")
 
 
 def _model_shapes(s: Subject) -> None:
@@ -71,43 +85,25 @@ def _model_shapes(s: Subject) -> None:
     before = {k: v.copy() for k, v in model.params.items()}
     x, y = tiny_problem(s.n_inputs, s.n_classes, 5)
     with frozen_rng(model) as reset:
-        result = model.loss_and_grads(x, y)
+        result = _call(s, "shapes", "loss_and_grads(x, y) of a batch of 5",
+                       lambda: model.loss_and_grads(x, y))
         if not isinstance(result, tuple) or len(result) != 2:
             s.fail("shapes", f"loss_and_grads returned {type(result).__name__}",
                    "return (loss, grads): a float and a dict")
         loss, grads = result
-        try:
-            loss = float(loss)
-        except (TypeError, ValueError):
-            s.fail("shapes", f"the loss is {type(loss).__name__}, not a number",
-                   "return the mean loss as a Python float")
+        _fail_first(s, "shapes", step_problems(model.params, loss, grads))
+        loss = float(loss)
         if not np.isfinite(loss) or loss < 0:
             s.fail("shapes", f"the loss is {loss!r}", "return the mean cross-entropy (>= 0)")
-        if not isinstance(grads, dict) or set(grads) != set(model.params):
-            keys = sorted(grads) if isinstance(grads, dict) else type(grads).__name__
-            s.fail("shapes", f"gradient keys {keys} differ from the parameter keys "
-                   f"{sorted(model.params)}", "return one gradient per parameter, same keys")
-        for key, p in model.params.items():
-            g = grads[key]
-            if not isinstance(g, np.ndarray) or g.shape != p.shape or g.dtype != p.dtype:
-                got = (g.shape, g.dtype) if isinstance(g, np.ndarray) else type(g).__name__
-                s.fail("shapes", f"gradient {key!r} is {got}, its parameter "
-                       f"{(p.shape, p.dtype)}",
-                       "give each gradient the shape and dtype of its parameter")
+        for key, g in grads.items():
             if not np.all(np.isfinite(g)):
                 s.fail("shapes", f"gradient {key!r} has NaN or infinite values",
                        "check the backward pass")
         if not same_arrays(before, model.params):
             s.fail("shapes", "loss_and_grads changed the parameters",
                    "only the optimizer updates params; compute into separate buffers")
-        scores = model.scores(x)
-        if not isinstance(scores, np.ndarray) or scores.shape != (5, s.n_classes):
-            got = scores.shape if isinstance(scores, np.ndarray) else type(scores).__name__
-            s.fail("shapes", f"scores(x) for a batch of 5 has shape {got}, expected "
-                   f"{(5, s.n_classes)}", "return (batch, n_classes) logits")
-        if scores.dtype != np.float32:
-            s.fail("shapes", f"scores are {scores.dtype} for float32 parameters",
-                   "compute in the dtype of the parameters")
+        scores = _call(s, "shapes", "scores(x) of a batch of 5", lambda: model.scores(x))
+        _fail_first(s, "shapes", scores_problems(scores, 5, s.n_classes, dtype=np.float32))
         if not same_arrays(before, model.params):
             s.fail("shapes", "scores() changed the parameters", "scores must be read-only")
         # Buffers reused across batch sizes must not leak stale values.
@@ -152,26 +148,114 @@ def _model_deterministic(s: Subject) -> None:
 
 
 def _model_gradients(s: Subject) -> None:
-    model = _build_model(s, "gradients")
+    _check_model_gradients(s, "gradients", _build_model(s, "gradients"))
+
+
+def _check_model_gradients(s: Subject, check: str, model: Any, setting: str = "",
+                           fix: str = "") -> None:
+    """The gradient check of ``model``, built with the options ``setting`` describes
+    (e.g. ``"reg=1 (a strong regularisation)"``; empty for the checks' options);
+    ``fix`` replaces the usual advice."""
+    at = f"at {setting}, " if setting else ""
     originals = {k: v for k, v in model.params.items()}
     x, y = random_batch(4, s.n_inputs, s.n_classes, seed=3)
     try:
         results = check_gradients(model, x, y, entries=8)
     except GradientCheckError as exc:
-        s.fail("gradients", str(exc), "fix loss_and_grads so the gradient check can run")
+        s.fail(check, f"{at}{exc}", "fix loss_and_grads so the gradient check can run")
     if any(model.params[k] is not v for k, v in originals.items()):
-        s.fail("gradients", "the gradient check could not restore the parameter arrays",
+        s.fail(check, "the gradient check could not restore the parameter arrays",
                "keep the parameters in model.params only")
     bad = [r for r in results if not r.passed]
     if bad:
         detail = ", ".join(f"{r.name} (relative error {r.relative_error:.2e})" for r in bad)
         noisy = all(1e-9 < r.relative_error < 1e-2 for r in bad)
-        fix = ("the errors look like float32 noise: compute in the dtype of model.params, "
-               "never a hard-coded float32" if noisy else
-               "the backward pass does not match the loss for these parameters; derive the "
-               "gradient again and run 'mnistkit gradcheck' while fixing it")
-        s.fail("gradients", f"analytic and numerical gradients disagree (threshold "
+        fix = fix or ("the errors look like float32 noise: compute in the dtype of "
+                      "model.params, never a hard-coded float32" if noisy else
+                      "the backward pass does not match the loss for these parameters; "
+                      "derive the gradient again and run 'mnistkit gradcheck' while fixing it")
+        s.fail(check, f"{at}analytic and numerical gradients disagree (threshold "
                f"{DEFAULT_THRESHOLD:g}): {detail}", fix)
+
+
+def _model_option_gradients(s: Subject) -> None:
+    """The gradient check again at other declared option values (see
+    :func:`option_variants`): a strong regularisation, whose term a gradient that
+    forgets it gets wrong by far more than the threshold, and each other choice."""
+    for field, value, is_regularisation, options in option_variants(s, "option_gradients"):
+        shown = f"{field}={_shown(value)}"
+        command = f"'mnistkit gradcheck --model {s.name} -m {shown}'"
+        if is_regularisation:
+            setting = f"{shown} (a strong regularisation)"
+            fix = (f"the gradient of the regularisation term is missing or wrong: a loss "
+                   f"term 0.5 * {field} * |W|^2 adds {field} * W to the gradient of every "
+                   f"weight it covers; run {command} while fixing it")
+        else:
+            setting = shown
+            fix = (f"the backward pass is wrong for {shown}; run {command} while fixing "
+                   "it (or skip option_gradients if that value is meant not to work)")
+        model = _build_model(s, "option_gradients", options=options)
+        _check_model_gradients(s, "option_gradients", model, setting, fix)
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, (tuple, list)):
+        return ",".join(map(str, value))
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def is_regularisation(name: str) -> bool:
+    """Whether an option called ``name`` looks like an L2 / weight-decay strength
+    (``reg``, ``l2``, ``weight_decay``, ``l2_reg``, ``reg_strength``, ``wd``...)."""
+    parts = name.lower().split("_")
+    return (name.lower() in ("wd", "weight_decay", "l2", "lambda_l2") or "reg" in parts
+            or "l2" in parts or name.lower().startswith("regulari")
+            or name.lower().endswith("weight_decay"))
+
+
+def _candidates(name: str, tp: Any, value: Any) -> list[list[Any]]:
+    """Groups of values to try for one option (the first that builds of each group):
+    a strong regularisation for a float named like one, every other choice of a
+    ``Literal``, the other bool, half (or one more than) an int, a tuple of ints one item
+    shorter (or halved)."""
+    if typing.get_origin(tp) is typing.Literal:
+        return [[choice] for choice in typing.get_args(tp) if choice != value]
+    if tp is bool:
+        return [[not value]]
+    if tp is float and is_regularisation(name):
+        return [[v for v in STRONG_REGULARISATION if v != value]]
+    if tp is int and not isinstance(value, bool):
+        return [[v for v in (value // 2, value + 1) if v != value]]
+    if typing.get_origin(tp) is tuple and isinstance(value, tuple) and value:
+        shorter = value[:-1] if len(value) > 1 else (max(1, value[0] // 2),)
+        return [[v for v in (shorter, tuple(max(1, v // 2) for v in value)) if v != value]]
+    return []
+
+
+def option_variants(s: Subject, check: str) -> list[tuple[str, Any, bool, Any]]:
+    """``(field, value, is_regularisation, options)`` for each other declared option value
+    the ``option_gradients`` check tries, one field changed at a time from the options the
+    checks use (values the options refuse, by their bounds or ``__post_init__``, are not
+    tried)."""
+    base = s.make_options(check)
+    if base is None or not dataclasses.is_dataclass(base):
+        return []
+    values = options_to_dict(base)
+    hints = typing.get_type_hints(type(base))
+    variants = []
+    for f in dataclasses.fields(base):
+        current = getattr(base, f.name)
+        for group in _candidates(f.name, hints.get(f.name), current):
+            for value in group:
+                try:
+                    options = build_options(type(base), {**values, f.name: value},
+                                            f"{s.kind} {s.name!r}")
+                except MnistkitError:
+                    continue
+                variants.append((f.name, value, hints.get(f.name) is float
+                                 and is_regularisation(f.name), options))
+                break
+    return variants
 
 
 def _model_seed(s: Subject) -> None:
@@ -335,9 +419,10 @@ def _check_sgd_step(s: Subject, lr: float = 0.1, steps: int = 3) -> None:
 
 
 MODEL_FUNCS = {"options": _model_options, "construct": _model_construct,
-                "params": _model_params, "shapes": _model_shapes,
-                "deterministic": _model_deterministic, "gradients": _model_gradients,
-                "seed": _model_seed, "checkpoint": _model_checkpoint,
-                "overfit": _model_overfit, "extras": _model_extras}
+               "params": _model_params, "shapes": _model_shapes,
+               "deterministic": _model_deterministic, "gradients": _model_gradients,
+               "option_gradients": _model_option_gradients, "seed": _model_seed,
+               "checkpoint": _model_checkpoint, "overfit": _model_overfit,
+               "extras": _model_extras}
 
 

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
 
+from mnistkit.contracts import exception_line, new_optimizer, optimizer_problems
+from mnistkit.errors import MnistkitError
+from mnistkit.options import build_options, options_to_dict
 from mnistkit.testing._core import (
+    QUADRATIC_EARLY_STEPS,
     QUADRATIC_STEPS,
     Subject,
     check_declared_options,
     npz_round_trip,
     same_arrays,
 )
+
+#: How far the first step's size may be from ``factor`` times the other's (relative).
+LR_SCALE_TOLERANCE = 1e-2
 
 
 def _quadratic_params(seed: int = 0) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray],
@@ -33,31 +41,27 @@ def _quadratic(params: dict[str, np.ndarray], targets: dict[str, np.ndarray],
     return loss, {k: (curv[k] * d).astype(np.float32) for k, d in diff.items()}
 
 
-def _build_optimizer(s: Subject, check: str, params: dict[str, np.ndarray]) -> Any:
-    options = s.make_options(check)
+def _build_optimizer(s: Subject, check: str, params: dict[str, np.ndarray],
+                     options: Any = None) -> Any:
+    if options is None:
+        options = s.make_options(check)
     try:
-        return s.factory(params, options)
+        return new_optimizer(s.factory, params, options)
     except Exception as exc:
-        s.fail(check, f"factory(params, options) raised {type(exc).__name__}: {exc}",
+        s.fail(check, f"factory(params, options) raised {exception_line(exc)}",
                "the factory must accept (params, options)")
 
 
 def _optimizer_options(s: Subject) -> None:
     check_declared_options(s)
+    s.make_options("options")  # the options given to the checks build too
 
 
 def _optimizer_construct(s: Subject) -> None:
     params, _, _ = _quadratic_params()
-    opt = _build_optimizer(s, "construct", params)
-    for method in ("step", "state_dict", "load_state_dict", "start_epoch"):
-        if not callable(getattr(opt, method, None)):
-            s.fail("construct", f"the optimizer has no method {method}()",
-                   "subclass mnistkit.optimizers.base.BaseOptimizer, which provides the "
-                   "bookkeeping")
-    lr = getattr(opt, "lr", None)
-    if not isinstance(lr, (float, int)) or not np.isfinite(lr) or lr <= 0:
-        s.fail("construct", f"optimizer.lr is {lr!r}", "set self.lr to the learning rate "
-               "in use (a positive float); the trainer displays it")
+    problems = optimizer_problems(_build_optimizer(s, "construct", params))
+    if problems:
+        s.fail("construct", problems[0], problems[0].fix)
 
 
 def _optimizer_start_epoch(s: Subject) -> None:
@@ -106,6 +110,11 @@ def _optimizer_quadratic(s: Subject) -> None:
             s.fail("quadratic", f"the loss went from {start:.4g} to {loss:.4g} after {step} "
                    "steps on sum 0.5*a*(p-t)^2", "step against the gradient (p -= lr * g), "
                    "and check that the default learning rate is not too large")
+        if step == QUADRATIC_EARLY_STEPS and not loss < start:
+            s.fail("quadratic", f"after {step} steps on sum 0.5*a*(p-t)^2 the loss is "
+                   f"{loss:.4g}, not below its start {start:.4g}: no progress",
+                   "step against the gradient (p -= lr * g) from the first step on; check "
+                   "the default learning rate and the state's initial values")
         if loss < 0.5 * start:
             return
         opt.step(grads)
@@ -145,8 +154,87 @@ def _optimizer_state(s: Subject) -> None:
     del saved_params
 
 
+def _lr_options(s: Subject) -> tuple[Any, Any, float] | None:
+    """The options the checks use, the same with ``lr`` times ``factor`` (2, or 0.5 when
+    the options refuse twice), and ``factor``; None without an ``lr`` option."""
+    base = s.make_options("lr_scale")
+    if base is None or not dataclasses.is_dataclass(base) or "lr" not in {
+            f.name for f in dataclasses.fields(base)}:
+        return None
+    lr = base.lr
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
+        return None
+    for factor in (2.0, 0.5):
+        try:
+            other = build_options(type(base), {**options_to_dict(base), "lr": lr * factor},
+                                  f"{s.kind} {s.name!r}")
+        except MnistkitError:
+            continue
+        return base, other, factor
+    return None
+
+
+def _optimizer_lr_scale(s: Subject) -> None:
+    """With ``lr`` times ``factor``, the first step on the same gradients is ``factor``
+    times as large (every update scales with the learning rate), and ``optimizer.lr``
+    follows ``options.lr``. Only for options with an ``lr`` field."""
+    found = _lr_options(s)
+    if found is None:
+        return
+    base, other, factor = found
+    _, targets, curv = _quadratic_params()
+    zeros = {k: np.zeros_like(t) for k, t in targets.items()}  # steps exact in float32
+    grads = _quadratic(zeros, targets, curv)[1]
+    moved = []
+    for options in (base, other):
+        params = {k: v.copy() for k, v in zeros.items()}
+        opt = _build_optimizer(s, "lr_scale", params, options)
+        opt.start_epoch(0, 1)
+        opt.step({k: g.copy() for k, g in grads.items()})
+        moved.append((np.concatenate([params[k].astype(np.float64).ravel() for k in params]),
+                      opt.lr))
+    (first, lr_a), (second, lr_b) = moved
+    if not np.any(first) and not np.any(second):
+        return  # a first step that moves nothing (a warm-up): the in_place check covers it
+    expected = factor * first
+    scale = float(np.abs(expected).max())
+    error = float(np.abs(second - expected).max()) / max(scale, 1e-30)
+    if not error <= LR_SCALE_TOLERANCE:
+        ratio = float(np.linalg.norm(second) / max(np.linalg.norm(first), 1e-30))
+        s.fail("lr_scale", f"with lr={other.lr:g} instead of lr={base.lr:g}, the first step "
+               f"on the same gradients is {ratio:.3g} times as large, not {factor:g} times",
+               "scale every update by the learning rate in use (self.lr, from options.lr), "
+               "e.g. p -= self.lr * update; or skip lr_scale if lr is not a step size")
+    if not np.isclose(lr_b, factor * lr_a, rtol=1e-6, atol=0):
+        s.fail("lr_scale", f"options lr={base.lr:g} and lr={other.lr:g} give optimizer.lr "
+               f"{lr_a!r} and {lr_b!r}", "set self.lr from options.lr (BaseOptimizer(params, "
+               "options.lr) and ScheduledOptimizer do): the trainer shows it")
+
+
+def _optimizer_state_changes(s: Subject) -> None:
+    """A stateful optimizer's ``state_dict()`` changes over three steps on the same
+    non-zero gradients: running sums and moments accumulate, counters count."""
+    params, targets, curv = _quadratic_params()
+    grads = _quadratic(params, targets, curv)[1]
+    opt = _build_optimizer(s, "state_changes", params)
+    opt.start_epoch(0, 1)
+    states = []
+    for _ in range(3):
+        opt.step({k: g.copy() for k, g in grads.items()})
+        states.append(npz_round_trip(s, "state_changes", opt.state_dict(), "state_dict()"))
+    if not any(states):
+        return  # stateless, like plain sgd
+    if same_arrays(states[0], states[1]) and same_arrays(states[1], states[2]):
+        s.fail("state_changes", f"state_dict() ({', '.join(sorted(states[0]))}) is the same "
+               "after steps 1, 2 and 3 on the same non-zero gradients: the state does not "
+               "accumulate", "update the state arrays in place (acc += g * g, "
+               "m *= beta; m += ...): acc = acc + g * g makes a new array and leaves "
+               "self.state as it was, acc[...] = g * g forgets the steps before")
+
+
 OPTIMIZER_FUNCS = {"options": _optimizer_options, "construct": _optimizer_construct,
-                    "start_epoch": _optimizer_start_epoch, "in_place": _optimizer_in_place,
-                    "quadratic": _optimizer_quadratic, "state": _optimizer_state}
+                   "start_epoch": _optimizer_start_epoch, "in_place": _optimizer_in_place,
+                   "lr_scale": _optimizer_lr_scale, "quadratic": _optimizer_quadratic,
+                   "state": _optimizer_state, "state_changes": _optimizer_state_changes}
 
 

@@ -8,6 +8,14 @@ from typing import Any
 
 import numpy as np
 
+from mnistkit.contracts import (
+    augmentation_problems,
+    exception_line,
+    model_problems,
+    new_model,
+    new_optimizer,
+    optimizer_problems,
+)
 from mnistkit.errors import MnistkitError
 from mnistkit.testing._core import Subject
 
@@ -107,11 +115,15 @@ def _recipe_build(s: Subject) -> None:
 
     (model_entry, model_options), (opt_entry, opt_options), (aug_entry, aug_options) = (
         _built_options(s, "build"))
-    model = _call(s, model_entry, "factory(options, rng, 784, 10)",
-                  lambda: model_entry.factory(model_options, np.random.default_rng(0), 784, 10))
-    _call(s, opt_entry, "factory(model.params, options)",
-          lambda: opt_entry.factory(model.params, opt_options))
+    model = _call(s, model_entry, "factory(options, rng, n_inputs=784, n_classes=10)",
+                  lambda: new_model(model_entry.factory, model_options,
+                                    np.random.default_rng(0), 784, 10))
+    _built(s, model_entry, model_problems(model))
+    optimizer = _call(s, opt_entry, "factory(model.params, options)",
+                      lambda: new_optimizer(opt_entry.factory, model.params, opt_options))
+    _built(s, opt_entry, optimizer_problems(optimizer))
     augmentation = _call(s, aug_entry, "factory(options)", lambda: aug_entry.factory(aug_options))
+    _built(s, aug_entry, augmentation_problems(augmentation))
     images = digit_like_images(2)
     out = _call(s, aug_entry, "distort(images, rng)",
                 lambda: augmentation.distort(images, np.random.default_rng(0)))
@@ -125,9 +137,16 @@ def _call(s: Subject, entry: Any, what: str, func: Any) -> Any:
     try:
         return func()
     except Exception as exc:
-        s.fail("build", f"{entry.kind} {entry.name!r}: {what} raised {type(exc).__name__}: "
-               f"{exc}", f"run the conformance checks of {entry.kind} {entry.name!r}; check "
-               "the recipe's options for it")
+        s.fail("build", f"{entry.kind} {entry.name!r}: {what} raised {exception_line(exc)}",
+               f"run the conformance checks of {entry.kind} {entry.name!r}; check the "
+               "recipe's options for it")
+
+
+def _built(s: Subject, entry: Any, problems: list) -> None:
+    """Fail ``build`` with the first contract problem of what ``entry`` built."""
+    if problems:
+        s.fail("build", f"{entry.kind} {entry.name!r}: {problems[0]}",
+               f"run the conformance checks of {entry.kind} {entry.name!r}")
 
 
 RECIPE_FUNCS = {"recipe": _recipe_recipe, "names": _recipe_names, "options": _recipe_options,

@@ -10,6 +10,7 @@ from mnistkit.testing._core import (
     OVERFIT_STEPS,
     Check,
     Subject,
+    run_check,
 )
 from mnistkit.testing.augmentations import AUGMENTATION_FUNCS
 from mnistkit.testing.datasets import DATASET_FUNCS
@@ -28,7 +29,9 @@ def _checks_for(subject: Subject, skip: Iterable[str]) -> list[Check]:
     if unknown:
         raise ValueError(f"unknown {subject.kind} checks to skip: {sorted(unknown)}; "
                          f"known: {', '.join(funcs)}")
-    return [Check(subject.kind, subject.name, name, lambda f=f: f(subject))
+    subject.funcs, subject.skipped = dict(funcs), frozenset(skipped)
+    return [Check(subject.kind, subject.name, name,
+                  lambda name=name, f=f: run_check(subject, name, f))
             for name, f in funcs.items() if name not in skipped]
 
 
@@ -36,9 +39,11 @@ def model_checks(factory: Callable[..., Any], options_class: type | None = None,
                  name: str | None = None, options: Any = None, n_inputs: int = 784,
                  n_classes: int = 10, overfit_lr: float = 0.1,
                  overfit_steps: int = OVERFIT_STEPS, skip: Iterable[str] = ()) -> list[Check]:
-    """The checks of a model factory ``factory(options, rng, n_inputs, n_classes)``.
+    """The checks of a model factory ``factory(options, rng, n_inputs, n_classes)``
+    (the last two passed by keyword).
 
-    ``options`` (an instance or a dict of values) defaults to the class defaults.
+    ``options`` (an instance or a dict of values) defaults to the class defaults; the
+    ``option_gradients`` check varies it one field at a time.
     ``overfit_lr``/``overfit_steps`` tune the ``overfit`` check (sgd, momentum 0.9).
     """
     subject = Subject("model", name or _name_of(factory), factory, options_class, options,
@@ -166,8 +171,10 @@ def plugin_checks(module: Any, *, data_dirs: dict[str, Any] | None = None,
     The module is loaded in-process next to the built-ins only (installed plugins are
     ignored). ``data_dirs`` maps a dataset name to the folder its loading checks use;
     ``skip`` maps a registered name to check names to leave out; ``settings`` maps a
-    name to extra keyword arguments of :func:`model_checks` (e.g. ``overfit_lr``) and
-    friends (``{"none": {"identity": True}}`` for :func:`augmentation_checks`).
+    name to extra keyword arguments of :func:`model_checks` and friends:
+    ``{"mlp": {"options": {"layers": "64,32"}}}`` runs the checks of ``mlp`` with those
+    option values instead of the defaults, ``{"mlp": {"overfit_lr": 0.01}}`` tunes one,
+    ``{"none": {"identity": True}}`` is for :func:`augmentation_checks`.
 
     A recipe's names are looked up next to the built-ins and the module's own
     registrations; for one that uses another plugin's model, pass
@@ -199,7 +206,7 @@ def plugin_checks(module: Any, *, data_dirs: dict[str, Any] | None = None,
     hooks = {h.name for h in plugins.manager.get_hookcallers(module) or []}
     if "mnistkit_register_commands" in hooks:
         checks.append(Check("plugin", target, "commands",
-                            lambda: _check_commands(module, target)))
+                            lambda: _check_commands(module, target, plugin_name)))
     for kind in ("model", "optimizer", "dataset", "augmentation", "recipe"):
         for entry in plugins.registry.entries(kind):
             if entry.plugin == plugin_name:
@@ -208,7 +215,7 @@ def plugin_checks(module: Any, *, data_dirs: dict[str, Any] | None = None,
     return checks
 
 
-def _check_commands(module: Any, target: str) -> None:
+def _check_commands(module: Any, target: str, plugin_name: str) -> None:
     from click.testing import CliRunner
 
     from mnistkit import builtins
@@ -216,13 +223,18 @@ def _check_commands(module: Any, target: str) -> None:
     from mnistkit.plugins import load_plugins
 
     base = set(build_cli(load_plugins(entry_points=False)).commands)
-    extra = [] if module is builtins else [module]
-    cli = build_cli(load_plugins(extra=extra, entry_points=False))
-    added = sorted(set(cli.commands) - base)
+    plugins = load_plugins(extra=[] if module is builtins else [module], entry_points=False)
+    cli = build_cli(plugins)
+    added = plugins.commands_of(plugin_name)  # what its hook added (or replaced)
     if not added:
         raise AssertionError(f"plugin {target!r} failed check 'commands': "
                              "mnistkit_register_commands added no command\n  How to fix: call "
-                             "cli.add_command(command); names must not clash with built-ins")
+                             "cli.add_command(command)")
+    clashes = sorted(set(added) & base)
+    if clashes:
+        raise AssertionError(f"plugin {target!r} failed check 'commands': it replaces the "
+                             f"built-in command {clashes[0]!r}\n  How to fix: give your "
+                             "command a name of its own")
     for name in added:
         command = cli.commands[name]
         if not (command.help or "").strip():
