@@ -1,12 +1,14 @@
 """What augmentation costs an epoch: plain against elastic and affine, side by side.
 
-    python benchmarks/bench_augment.py [--rounds 5] [--threads N] [--hidden 800]
+    python benchmarks/bench_augment.py [--rounds 5] [--hidden 800]
 
-Trains a 784-800-10 network (batch 128, 55,000 images) three ways in one process, one
-epoch of each in turn for ``--rounds`` rounds, and reports the median time of an epoch's
-steps (evaluation excluded) and the ratio of each augmented epoch to the plain one. The
-distortions are made ahead of the step by the trainer's background thread, as in
-``mnistkit train --augment``. Prints which BLAS kernel ran.
+Trains a 784-800-10 network (batch 128, 55,000 images) in one process several ways, one
+epoch of each in turn for ``--rounds`` rounds: plain with 2 and 1 BLAS threads, elastic
+and affine with 1 (what ``mnistkit train --augment`` uses on 2 cores) and with 2. It
+reports the median time of an epoch's steps (evaluation excluded) and its ratio to the
+plain 2-thread epoch (``mnistkit train``'s default) and to the plain epoch with the same
+threads. The distortions are made ahead of the step by the trainer's background thread,
+as in training. Prints which BLAS kernel ran.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ from mnistkit.plugins import get_registry
 from mnistkit.runs import Run, RunSpec
 from mnistkit.training import EpochStarted, StepFinished, TrainConfig
 
-CONTENDERS = ("none", "elastic", "affine")
+#: (augmentation, BLAS threads) of each contender.
+CONTENDERS = (("none", 2), ("none", 1), ("elastic", 1), ("affine", 1), ("elastic", 2),
+              ("affine", 2))
 
 
 def _epoch_timer(run: Run):
@@ -40,34 +44,37 @@ def _epoch_timer(run: Run):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--hidden", type=int, default=800)
     args = parser.parse_args()
     dataset, registry = load_dataset("mnist"), get_registry()
-    with tempfile.TemporaryDirectory() as scratch, threadpool_limits(args.threads):
+    times: dict[tuple[str, int], list[float]] = {c: [] for c in CONTENDERS}
+    with tempfile.TemporaryDirectory() as scratch:
         timers = {}
-        for name in CONTENDERS:
+        for name, threads in CONTENDERS:
             spec = RunSpec(model_options={"hidden_size": args.hidden}, val_size=5000,
                            augment=name, config=TrainConfig(epochs=args.rounds + 1))
-            timers[name] = _epoch_timer(Run.start(spec, dataset, registry,
-                                                  Path(scratch) / name))
-            next(timers[name])  # a first epoch of each, not timed: warm caches and pages
-        times: dict[str, list[float]] = {name: [] for name in CONTENDERS}
+            run = Run.start(spec, dataset, registry, Path(scratch) / f"{name}-{threads}")
+            timers[name, threads] = _epoch_timer(run)
+            with threadpool_limits(threads):
+                next(timers[name, threads])  # a first epoch, not timed: warm caches, pages
         for _ in range(args.rounds):
-            for name in CONTENDERS:
-                time.sleep(0.2)  # let the BLAS threads of the last contender go idle
-                times[name].append(next(timers[name]))
+            for contender in CONTENDERS:
+                time.sleep(0.3)  # let the BLAS threads of the last contender go idle
+                with threadpool_limits(contender[1]):
+                    times[contender].append(next(timers[contender]))
         for timer in timers.values():
             timer.close()
-    blas = [(i.get("internal_api"), i.get("architecture"), i.get("num_threads"))
+    blas = [(i.get("internal_api"), i.get("architecture"), i.get("version"))
             for i in threadpool_info() if i.get("user_api") == "blas"]
-    print(f"784-{args.hidden}-10, batch 128, 55,000 images; BLAS {blas}; threads "
-          f"{args.threads or 'default'}; median of {args.rounds} epochs (steps only)")
-    plain = statistics.median(times["none"])
-    for name in CONTENDERS:
-        median = statistics.median(times[name])
-        each = ", ".join(f"{t:.2f}" for t in times[name])
-        print(f"  {name:8s} {median:6.3f} s  ({each})  ratio to plain {median / plain:.2f}x")
+    print(f"784-{args.hidden}-10, batch 128, 55,000 images; BLAS {blas}; median of "
+          f"{args.rounds} epochs (steps only)")
+    plain = {threads: statistics.median(times["none", threads]) for threads in (1, 2)}
+    for (name, threads), values in times.items():
+        median = statistics.median(values)
+        each = ", ".join(f"{t:.2f}" for t in values)
+        print(f"  {name:8s} {threads} thread{'s' if threads > 1 else ' '}  {median:6.3f} s  "
+              f"x{median / plain[2]:.2f} of plain 2 threads, x{median / plain[threads]:.2f} "
+              f"of plain {threads}  ({each})")
 
 
 if __name__ == "__main__":
