@@ -58,12 +58,13 @@ def _row(name: str, record: dict, recipes: dict) -> str:
     published = recipe.published_error if recipe is not None else None
     measured = 100 * (1 - record["metrics"]["test_accuracy"])
     t = record["training"]
-    minutes = record["wall_seconds"] / 60
+    seconds = record["wall_seconds"]
+    wall = f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
     difference = "" if published is None else f" ({measured - published:+.2f})"
     shown = "-" if published is None else f"{published:.2f}%"
     source = recipe.title if recipe is not None else name
     return (f"| `{name}` | {source} | {shown} | **{measured:.2f}%**{difference} | "
-            f"{t['seed']} | {len(record['history'])} | {minutes:.1f} min | "
+            f"{t['seed']} | {len(record['history'])} | {wall} | "
             f"`mnistkit train --recipe {name}` |")
 
 
@@ -85,8 +86,47 @@ def table() -> str:
     return "\n".join(lines) + "\n"
 
 
+CURVE = ROOT / "docs" / "images" / "simard2003-elastic.png"
+
+
+def write_curve(name: str = "simard2003-elastic", path: Path = CURVE) -> None:
+    """The learning curve of a kept run: validation error and training loss per epoch."""
+    import csv
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    history = RESULTS / f"{name}.history.csv"
+    if not history.exists():
+        return
+    rows = list(csv.DictReader(history.open()))
+    epochs = [int(r["epoch"]) for r in rows]
+    val_error = [100 * (1 - float(r["val_accuracy"])) for r in rows]
+    record = json.loads((RESULTS / f"{name}.run.json").read_text())
+    test_error = 100 * (1 - record["metrics"]["test_accuracy"])
+    fig, left = plt.subplots(figsize=(8, 4), dpi=100)
+    left.plot(epochs, val_error, color="tab:blue", lw=1, label="validation error (5,000 images)")
+    left.axhline(0.7, color="tab:red", ls="--", lw=1, label="Simard et al. 2003: 0.7%")
+    left.axhline(test_error, color="tab:green", ls=":", lw=1,
+                 label=f"test error of the best epoch: {test_error:.2f}%")
+    left.set(xlabel="epoch", ylabel="error (%)", ylim=(0, 2.5),
+             title=f"mnistkit train --recipe {name}")
+    right = left.twinx()
+    right.plot(epochs, [float(r["train_loss"]) for r in rows], color="tab:gray", lw=0.8,
+               label="training loss (distorted images)")
+    right.set(ylabel="training loss")
+    lines = left.get_lines() + right.get_lines()
+    left.legend(lines, [line.get_label() for line in lines], loc="upper right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def write_table() -> None:
-    """Write table.md and README's table between the markers."""
+    """Write table.md, README's table between the markers and the learning curve."""
+    write_curve()
     text = table()
     (RESULTS / "table.md").write_text(text)
     readme = README.read_text()
