@@ -148,7 +148,7 @@ def check_faithful(model: Any, spec: ExportSpec, n: int = 16, seed: int = 0) -> 
 
 def spec_for_run(loaded: Any, class_names: Sequence[str],
                  image_shape: tuple[int, int] = (28, 28)) -> ExportSpec:
-    """The :class:`ExportSpec` of a run loaded with :func:`mnistkit.run_folder.load_run`,
+    """The :class:`ExportSpec` of a run loaded with :func:`mnistkit.runs.load_run`,
     checked against the model's own ``scores``."""
     record = loaded.record
     spec = ExportSpec(

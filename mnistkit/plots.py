@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mnistkit.errors import MnistkitError, RunError
-from mnistkit.files import atomic_write, read_bounded
+from mnistkit.files import atomic_write
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -34,7 +34,6 @@ DIGIT_CMAP = "gray_r"
 HEATMAP_CMAP = "viridis"
 FIGURE_FORMATS = ("png", "svg", "pdf")
 HISTORY_PNG = "history.png"  # written into every finished run folder by ``mnistkit train``
-MAX_STEPS_CSV_BYTES = 1 << 30  # about 25 million steps; larger is refused before reading
 
 
 def sample_grid(images: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
@@ -220,33 +219,16 @@ def text_colours(rgba: np.ndarray) -> np.ndarray:
 
 # -- reading runs for the history plot ------------------------------------------------------
 def read_step_losses(run_dir: str | Path) -> np.ndarray:
-    """The loss of every step from ``steps.csv`` of a run (validated)."""
-    from mnistkit.run_folder import STEPS_CSV
+    """The loss of every step from ``steps.csv`` of a run (validated): see
+    :meth:`mnistkit.runs.folder.RunFolder.read_step_losses`."""
+    from mnistkit.runs.folder import RunFolder
 
-    path = Path(run_dir) / STEPS_CSV
-    try:
-        lines = read_bounded(path, MAX_STEPS_CSV_BYTES, "a step log (steps.csv)",
-                             error=RunError).decode().splitlines()
-    except FileNotFoundError:
-        raise RunError(f"{run_dir}: no {STEPS_CSV} (not a run folder, or not trained yet)") \
-            from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RunError(f"{path}: unreadable ({exc})") from None
-    if not lines or lines[0].strip() != "step,epoch,loss":
-        raise RunError(f"{path}: expected the header 'step,epoch,loss'")
-    try:
-        table = np.array([[float(v) for v in line.split(",")] for line in lines[1:] if line],
-                         np.float64).reshape(-1, 3)
-    except ValueError:
-        raise RunError(f"{path}: every row must be three numbers: step,epoch,loss") from None
-    if not np.array_equal(table[:, 0], np.arange(1, len(table) + 1)):
-        raise RunError(f"{path}: steps must be numbered 1, 2, 3... without gaps")
-    return table[:, 2]
+    return RunFolder(run_dir).read_step_losses()
 
 
 def run_curves(run_dir: str | Path, label: str | None = None) -> RunCurves:
     """The training curves of the run at ``run_dir`` (``run.json`` and ``steps.csv``)."""
-    from mnistkit.run_folder import read_record
+    from mnistkit.runs.folder import read_record
 
     record = read_record(run_dir)
     history = record["history"]
@@ -292,7 +274,7 @@ def _short(value: Any) -> str:
 
 def load_curves(run_dirs: Sequence[str | Path]) -> list[RunCurves]:
     """:func:`run_curves` of several runs, labelled so they can be told apart."""
-    from mnistkit.run_folder import read_record
+    from mnistkit.runs.folder import read_record
 
     paths = [Path(p) for p in run_dirs]
     labels = run_labels(paths, [read_record(p) for p in paths])

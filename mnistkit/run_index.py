@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from mnistkit.errors import MnistkitError, RunError
-from mnistkit.run_folder import RUN_JSON, read_record
 from mnistkit.run_lock import LOCK_NAME
+from mnistkit.runs.folder import RUN_JSON, read_record
 
 MAX_DEPTH = 8  # runs/SWEEP/trials/t0001 is 3 deep; never walk a whole disk
 REMOVABLE = ("interrupted", "diverged", "failed", "stopped", "created", "damaged")

@@ -27,7 +27,7 @@ import os
 import time
 from pathlib import Path
 
-from mnistkit.errors import RunError
+from mnistkit.errors import RunError, setting
 
 LOCK_NAME = ".mnistkit.lock"
 _MAX_OWNER_BYTES = 200  # the lock file holds one short line; never read more
@@ -136,12 +136,12 @@ def claim_new_run_folder(path: str | Path, *, pick_free_name: bool = False) -> R
     if _make_folder(path):
         return lock_run_folder(path)
     if not path.is_dir():
-        raise RunError(f"{path} exists and is not a folder; choose another --out")
+        raise RunError(f"{path} exists and is not a folder; choose another {setting('out')}")
     lock = lock_run_folder(path)
     if _has_content(path):
         lock.release()
-        raise RunError(f"output folder {path} is not empty; choose another --out or resume "
-                       f"with --resume {path}")
+        raise RunError(f"output folder {path} is not empty; choose another {setting('out')} "
+                       f"or resume with {setting('resume')} {path}")
     return lock
 
 

@@ -674,7 +674,7 @@ def load_served_runs(paths: Sequence[str | Path], load_dataset: Callable[[str], 
 
     ``load_dataset(name)`` gives a dataset by name (each distinct one is loaded once).
     """
-    from mnistkit.run_folder import load_run, read_record
+    from mnistkit.runs import load_run, read_record
 
     datasets: dict[str, Any] = {}
     runs = []

@@ -82,8 +82,8 @@ def run_trial(request: dict[str, Any]) -> dict[str, Any]:
 def _train_trial(request: dict[str, Any], folder: Path) -> dict[str, Any]:
     import numpy as np
 
-    from mnistkit.run_folder import RUN_JSON
     from mnistkit.runs import Run, RunFinishedError, RunSpec
+    from mnistkit.runs.folder import RUN_JSON
     from mnistkit.training import TrainConfig
 
     config = request["config"]

@@ -25,6 +25,7 @@ from mnistkit.errors import MnistkitError, OptionsError, PluginError, TrainingEr
 from mnistkit.evaluation import accuracy
 from mnistkit.memory import check_fits
 from mnistkit.prefetch import AugmentedBatches
+from mnistkit.runs.record import EpochRecord
 
 TRAIN_ACCURACY_SAMPLE = 10_000
 
@@ -64,18 +65,9 @@ class StepFinished:
 
 
 @dataclasses.dataclass(frozen=True)
-class EpochFinished:
-    """One epoch's record: ``epoch`` is 1-based here, as shown to users."""
-
-    epoch: int
-    train_loss: float
-    train_accuracy: float
-    val_accuracy: float
-    lr: float
-    seconds: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+class EpochFinished(EpochRecord):
+    """An epoch ended; the event is the epoch's record, as the run's history keeps it
+    (:class:`mnistkit.runs.record.EpochRecord`: ``epoch`` is 1-based, as shown to users)."""
 
 
 Event = EpochStarted | StepFinished | EpochFinished
@@ -247,7 +239,7 @@ class Trainer:
             lr=float(self.optimizer.lr),
             seconds=time.perf_counter() - self._epoch_started,
         )
-        self.history.append(record.to_dict())
+        self.history.append(record.to_json())  # the run's history rows, as JSON
         self.epoch += 1
         self.step = 0
         self.order = None

@@ -350,11 +350,15 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(small, tmp_p
 
 
 def test_bad_training_settings_fail_before_training(small, registry, tmp_path):
-    with pytest.raises(OptionsError, match="--limit"):
+    # The library names the settings; the command line spells them as its flags.
+    with pytest.raises(OptionsError, match="^limit must be") as limit:
         Run.start(spec(limit=2501), small, registry, tmp_path / "x")
-    with pytest.raises(OptionsError, match="--batch-size"):
+    assert limit.value.worded(lambda name: f"--{name.replace('_', '-')}").startswith(
+        "--limit must be between 1 and ")
+    assert "--" not in str(limit.value)
+    with pytest.raises(OptionsError, match="^batch_size must be"):
         Run.start(spec(config={"batch_size": 0}), small, registry, tmp_path / "x")
-    with pytest.raises(OptionsError, match="--val-size"):
+    with pytest.raises(OptionsError, match="^val_size must be"):
         Run.start(spec(val_size=3000), small, registry, tmp_path / "x")
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "keep.txt").write_text("mine")

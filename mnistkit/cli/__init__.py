@@ -1,7 +1,9 @@
 """The ``mnistkit`` command line: thin Click commands over the library.
 
-This package module imports nothing but the standard library, so :func:`main` is
-running (and catching Ctrl-C) before click, pluggy, NumPy or any plugin is imported.
+This package module imports nothing but the standard library (and
+:mod:`mnistkit.errors`, which imports nothing else), so :func:`main` is running (and
+catching Ctrl-C) before click, pluggy, NumPy or any plugin is imported. The exit codes
+are :mod:`mnistkit.errors`' (``EXIT_INTERRUPTED`` is re-exported here).
 The group itself lives in :mod:`mnistkit.cli.app`; ``build_cli`` and ``MnistkitGroup``
 are re-exported here on first use.
 """
@@ -11,7 +13,8 @@ from __future__ import annotations
 import sys
 from types import ModuleType  # already imported by Python's start-up: costs nothing
 
-EXIT_INTERRUPTED = 130
+from mnistkit.errors import EXIT_INTERRUPTED
+
 INTERRUPTED_MESSAGE = "Interrupted."
 _FROM_APP = ("build_cli", "MnistkitGroup", "COMMAND_MODULES", "HELP")
 

@@ -14,6 +14,7 @@ import click
 
 from mnistkit import __version__
 from mnistkit.cli import EXIT_INTERRUPTED, INTERRUPTED_MESSAGE
+from mnistkit.cli.common import error_message
 from mnistkit.errors import MnistkitError
 from mnistkit.plugins import Plugins, get_plugins
 
@@ -36,7 +37,7 @@ class MnistkitGroup(click.Group):
         try:
             return super().invoke(ctx)
         except MnistkitError as exc:
-            error = click.ClickException(str(exc))
+            error = click.ClickException(error_message(exc))  # settings named as flags
             error.exit_code = exc.exit_code
             raise error from None
         except KeyboardInterrupt:  # Ctrl-C: the shell convention 128 + SIGINT, no traceback

@@ -1,4 +1,5 @@
-"""Pieces shared by the CLI commands: the current plugins, common options, output."""
+"""Pieces shared by the CLI commands: the current plugins, the options several commands
+take (as decorators), loading a run, how library errors are worded, output."""
 
 from __future__ import annotations
 
@@ -7,13 +8,17 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 # The plugins of the running command; commands import it from here (it lives in
 # mnistkit.plugins, where plugin authors find it).
 from mnistkit.plugins import current_plugins
+
+if TYPE_CHECKING:
+    from mnistkit.errors import MnistkitError
+    from mnistkit.runs import LoadedRun
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -85,6 +90,118 @@ def json_option(func: F) -> F:
     """Add ``--json``: machine-readable output on stdout instead of tables."""
     return click.option("--json", "as_json", is_flag=True,
                         help="Print the result as JSON on stdout (for scripts).")(func)
+
+
+def quiet_option(help: str) -> Callable[[F], F]:
+    """Add ``-q/--quiet``: no progress, only the result (``help`` says what is left)."""
+    return click.option("-q", "--quiet", is_flag=True, help=help)
+
+
+def split_option(help: str = "Images to use (val and train: the run's own parts of the "
+                             "training set).") -> Callable[[F], F]:
+    """Add ``--split test|val|train`` (default ``test``): which images of a run to use
+    (:meth:`mnistkit.runs.LoadedRun.split`)."""
+    return click.option("--split", type=click.Choice(["test", "val", "train"]),
+                        default="test", show_default=True, help=help)
+
+
+def augmentation_options(default: str, help: str, option_help: str) -> Callable[[F], F]:
+    """Add ``--augment NAME`` (an augmentation, default ``default``) and repeatable
+    ``-a/--augment-option KEY=VALUE`` (its options), both completed in the shell."""
+    def add(func: F) -> F:
+        func = click.option("-a", "--augment-option", "augment_options", multiple=True,
+                            metavar="KEY=VALUE", shell_complete=_complete_augmentation_options,
+                            help=option_help)(func)
+        return click.option("--augment", default=default, show_default=True, metavar="NAME",
+                            shell_complete=_complete_augmentations, help=help)(func)
+    return add
+
+
+def _complete_augmentations(ctx: click.Context, param: click.Parameter,
+                            incomplete: str) -> list:
+    from mnistkit.cli.completion import complete_augmentations
+
+    return complete_augmentations(ctx, param, incomplete)
+
+
+def _complete_augmentation_options(ctx: click.Context, param: click.Parameter,
+                                   incomplete: str) -> list:
+    from mnistkit.cli.completion import complete_augmentation_options
+
+    return complete_augmentation_options(ctx, param, incomplete)
+
+
+def threads_option(func: F) -> F:
+    """Add ``--threads N``: BLAS threads for matrix products (default: the library's),
+    capped at the cores this process may use (with a one-line warning). Use the value
+    with :func:`limit_threads`."""
+    return click.option("--threads", type=click.IntRange(min=1), default=None, metavar="N",
+                        callback=_cap_threads,
+                        help="Number of BLAS threads (default: all cores; at most the "
+                             "usable cores).")(func)
+
+
+def usable_cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except (AttributeError, OSError):  # no affinity on this platform
+        return max(os.cpu_count() or 1, 1)
+
+
+def _cap_threads(ctx: click.Context, param: click.Parameter, threads: int | None) -> int | None:
+    """More threads than usable cores only slows the products down: use the cores."""
+    cores = usable_cores()
+    if threads is None or threads <= cores:
+        return threads
+    shown = str(threads) if len(str(threads)) <= 20 else f"{str(threads)[:17]}..."
+    click.echo(f"warning: --threads {shown} is more than the {cores} usable cores; using "
+               f"{cores}", err=True)
+    return cores
+
+
+def limit_threads(threads: int | None) -> Any:
+    """A context in which BLAS uses ``threads`` threads (``None``: as it is)."""
+    import contextlib
+
+    if threads is None:
+        return contextlib.nullcontext()
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=threads, user_api="blas")
+
+
+# -- errors ---------------------------------------------------------------------------------
+def flag(setting: str) -> str:
+    """The option that gives a library setting on the command line: ``val_size`` is
+    ``--val-size``."""
+    return "--" + setting.replace("_", "-")
+
+
+def error_message(exc: MnistkitError) -> str:
+    """A library error as the command line says it: the settings it names spelled as
+    their flags (:meth:`mnistkit.errors.MnistkitError.worded`)."""
+    return exc.worded(flag)
+
+
+# -- runs -----------------------------------------------------------------------------------
+def load_run_for_cli(run_path: Path, data_dir: Path | None, which: str,
+                     split: str | None = None) -> LoadedRun:
+    """The run at ``run_path`` with its ``which`` parameters and its dataset (from
+    ``data_dir``, or where the dataset's plugin finds it). A ``split`` the run does not
+    have is refused from its record, before the data is loaded."""
+    from mnistkit.runs import RunFolder, check_split, load_run
+
+    info = RunFolder(run_path).read()
+    if split is not None:
+        check_split(run_path, info, split)
+    dataset = load_dataset_for_cli(info.dataset["name"], data_dir)
+    return load_run(run_path, current_plugins().registry, dataset, which)
+
+
+def percent(value: Any) -> str:
+    """``12.34%``, or ``-`` for what is not a number (no validation set, no result)."""
+    return "-" if not isinstance(value, float) or value != value else f"{value:.2%}"
 
 
 def load_dataset_for_cli(dataset_name: str, data_dir: Path | None) -> Any:

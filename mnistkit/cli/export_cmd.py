@@ -6,12 +6,7 @@ from pathlib import Path
 
 import click
 
-from mnistkit.cli.common import (
-    current_plugins,
-    load_dataset_for_cli,
-    print_json,
-    run_options,
-)
+from mnistkit.cli.common import load_run_for_cli, print_json, run_options
 from mnistkit.cli.completion import complete_run_folders
 
 
@@ -42,11 +37,9 @@ def export_command(run_path: Path, fmt: str, output: Path | None, input_kind: st
       mnistkit export runs/my-run --format npz -o model.npz
     """
     from mnistkit.export import export_run
-    from mnistkit.run_folder import load_run, read_record
 
-    record = read_record(run_path)
-    dataset = load_dataset_for_cli(record["dataset"]["name"], data_dir)
-    loaded = load_run(run_path, current_plugins().registry, dataset, which)
+    loaded = load_run_for_cli(run_path, data_dir, which)
+    dataset, record = loaded.dataset, loaded.record
     target = output if output is not None else run_path / f"model.{fmt}"
     written = export_run(loaded, dataset.class_names, target, fmt, input_kind)  # type: ignore[arg-type]
     if as_json:

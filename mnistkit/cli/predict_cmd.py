@@ -7,9 +7,9 @@ from typing import Any
 
 import click
 
-from mnistkit.cli.common import console, json_option, print_json
+from mnistkit.cli.common import console, json_option, load_run_for_cli, print_json
 from mnistkit.cli.completion import complete_run_folders
-from mnistkit.cli.train_cmds import _load_run_for_cli
+from mnistkit.errors import EXIT_FAILURE
 
 
 @click.command("predict", short_help="Classify your own digit pictures with a trained run.")
@@ -55,17 +55,18 @@ def predict_command(run_path: Path, images: tuple[Path, ...], top: int, show_inp
     elif show_input:
         _show_inputs([item for item in prepared if item.error is None])
     if any(item.error is not None for item in prepared):
-        raise click.exceptions.Exit(1)
+        raise click.exceptions.Exit(EXIT_FAILURE)
 
 
 def _load_for_predict(run_path: Path, data_dir: Path | None) -> tuple[Any, Any]:
     """The run and its dataset, refused before any image if its model is not 28x28."""
     from mnistkit.errors import RunError
     from mnistkit.preprocess import require_digit_size
-    from mnistkit.run_folder import read_record
+    from mnistkit.runs import read_record
 
     try:
-        loaded, dataset = _load_run_for_cli(run_path, data_dir, "best")
+        loaded = load_run_for_cli(run_path, data_dir, "best")
+        dataset = loaded.dataset
     except RunError as exc:
         record = read_record(run_path)  # read once already: a damaged record failed above
         _explain_other_data(run_path, data_dir, record, exc)

@@ -10,8 +10,7 @@ from typing import Any
 
 import click
 
-from mnistkit.cli import EXIT_INTERRUPTED
-from mnistkit.cli.common import console, json_option, print_json
+from mnistkit.cli.common import console, flag, json_option, print_json, quiet_option
 from mnistkit.cli.completion import (
     complete_datasets,
     complete_model_options,
@@ -19,8 +18,7 @@ from mnistkit.cli.completion import (
     complete_optimizer_options,
     complete_optimizers,
 )
-
-_TABLE_ROWS = 24  # rows of the live table: running and failed trials first, then the latest
+from mnistkit.errors import EXIT_INTERRUPTED
 
 
 class _SweepSignals:
@@ -86,7 +84,7 @@ class _SweepSignals:
               help="Sweep folder to create. [default: sweeps/<timestamp>]")
 @click.option("--resume", type=click.Path(path_type=Path), default=None, metavar="SWEEP",
               help="Continue a stopped sweep: finished trials are kept, the rest resume.")
-@click.option("-q", "--quiet", is_flag=True, help="Print only the ranked summary.")
+@quiet_option("Print only the ranked summary.")
 @json_option
 def sweep_command(sweep_file: Path | None, model: str, optimizer: str,
                   model_options: tuple[str, ...], optimizer_options: tuple[str, ...],
@@ -115,6 +113,7 @@ def sweep_command(sweep_file: Path | None, model: str, optimizer: str,
     from mnistkit import sweep as sweeps
     from mnistkit import sweep_runner as runner
     from mnistkit.cli.common import current_plugins
+    from mnistkit.cli.progress import SweepProgress, follow
 
     ctx = click.get_current_context()
     if resume is not None:
@@ -148,9 +147,8 @@ def sweep_command(sweep_file: Path | None, model: str, optimizer: str,
             try:
                 updates = runner.run_sweep(folder, state, backend, current_plugins().registry,
                                            retries, signals.stop, signals.abort)
-                final = _run_with_table(updates, state, show=not (quiet or as_json),
-                                        folder=folder, backend=backend,
-                                        out=console(stderr=as_json))
+                final = follow(updates, None if quiet or as_json else SweepProgress(
+                    state, folder, backend, console(stderr=as_json)))
             except KeyboardInterrupt:
                 click.echo(f"Stopped at once; finished trials are kept. Resume with: mnistkit "
                            f"sweep --resume {folder}", err=True)
@@ -178,8 +176,7 @@ _SWEEP_SETTINGS = ("model", "optimizer", "model_options", "optimizer_options", "
 
 
 def _flag(name: str) -> str:
-    return {"model_options": "-m", "optimizer_options": "-o"}.get(
-        name, "--" + name.replace("_", "-"))
+    return {"model_options": "-m", "optimizer_options": "-o"}.get(name) or flag(name)
 
 
 def _refuse_sweep_settings_on_resume(ctx: click.Context, sweep_file: Path | None,
@@ -196,73 +193,6 @@ def _refuse_sweep_settings_with_file(ctx: click.Context) -> None:
     if given:
         raise click.UsageError(f"give the sweep either in SWEEP.toml or with options, not "
                                f"both: remove {', '.join(_flag(n) for n in given)}")
-
-
-def _run_with_table(updates: Any, state: Any, show: bool, folder: Path, backend: Any,
-                    out: Any) -> Any:
-    """Drive the sweep; with ``show``, a live table of the trials."""
-    final = None
-    if not show:
-        for update in updates:
-            final = update
-        return final
-    from rich.live import Live
-
-    from mnistkit.sweep import count_trials, swept_axes
-
-    out.print(f"Sweep of {count_trials(state.spec)} trials -> {folder} on "
-              f"{backend.description}")
-    swept = swept_axes(state.spec)
-    with Live(console=out, refresh_per_second=4, transient=False) as live:
-        for final in updates:
-            live.update(_trials_table(final, swept, backend.capacity))
-    out.print()
-    return final
-
-
-def _trials_table(update: Any, swept: list[str], capacity: int) -> Any:
-    from rich.table import Table
-
-    from mnistkit.sweep import describe_config
-
-    trials = update.trials
-    counts = {s: sum(t["status"] == s for t in trials) for s in
-              ("finished", "failed", "interrupted")}
-    done = [t for t in trials if t["status"] in ("finished", "failed")]
-    remaining = len(trials) - len(done)
-    seconds = [t["seconds"] for t in done if t.get("seconds")]
-    eta = (sum(seconds) / len(seconds)) * remaining / max(1, capacity) if seconds else None
-    caption = (f"{len(done)}/{len(trials)} done ({counts['failed']} failed), "
-               f"{len(update.running)} running, {update.elapsed:.0f} s"
-               + (f", ETA {eta:.0f} s" if eta is not None and remaining else "")
-               + ("  [yellow]stopping: running trials checkpoint after this step[/]"
-                  if update.stopping else ""))
-    table = Table(caption=caption, caption_justify="left")
-    for column in ("trial", "options", "seed", "status", "val acc", "test acc", "time"):
-        table.add_column(column, justify="right" if column in ("seed", "val acc", "test acc",
-                                                                "time") else "left")
-    styles = {"finished": "green", "failed": "bold red", "running": "cyan",
-              "interrupted": "yellow", "pending": "dim"}
-    for t in _rows_to_show(trials, update.running):
-        status = "running" if t["id"] in update.running else t["status"]
-        table.add_row(t["id"], describe_config(t["config"], swept) or "-", str(t["seed"]),
-                      f"[{styles.get(status, '')}]{status}[/]",
-                      _pct(t.get("val_accuracy")), _pct(t.get("test_accuracy")),
-                      f"{t['seconds']:.1f} s" if t.get("seconds") else "")
-    return table
-
-
-def _rows_to_show(trials: list[dict[str, Any]], running: frozenset[str]) -> list[dict]:
-    if len(trials) <= _TABLE_ROWS:
-        return trials
-    first = [t for t in trials if t["id"] in running or t["status"] == "failed"]
-    rest = [t for t in trials if t not in first and t["status"] != "pending"]
-    return sorted((first + rest[-max(0, _TABLE_ROWS - len(first)):])[:_TABLE_ROWS],
-                  key=lambda t: t["index"])
-
-
-def _pct(value: Any) -> str:
-    return "-" if not isinstance(value, float) or value != value else f"{value:.2%}"
 
 
 def _report(folder: Path, trials: list[dict[str, Any]], spec: Any, as_json: bool,

@@ -4,25 +4,30 @@ from __future__ import annotations
 
 import signal
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import click
 
-from mnistkit.cli import EXIT_INTERRUPTED
 from mnistkit.cli.common import (
+    augmentation_options,
     console,
     current_plugins,
     dataset_options,
+    error_message,
     json_option,
+    limit_threads,
     load_dataset_for_cli,
+    load_run_for_cli,
+    percent,
     print_json,
+    quiet_option,
     run_options,
+    split_option,
+    threads_option,
+    usable_cores,
 )
 from mnistkit.cli.completion import (
-    complete_augmentation_options,
-    complete_augmentations,
     complete_model_options,
     complete_models,
     complete_optimizer_options,
@@ -30,36 +35,9 @@ from mnistkit.cli.completion import (
     complete_recipes,
     complete_run_folders,
 )
-from mnistkit.errors import MnistkitError
+from mnistkit.errors import EXIT_INTERRUPTED, MnistkitError
 
-
-def threads_option(func: Any) -> Any:
-    """Add ``--threads N``: BLAS threads for matrix products (default: the library's),
-    capped at the cores this process may use (with a one-line warning)."""
-    return click.option("--threads", type=click.IntRange(min=1), default=None, metavar="N",
-                        callback=_cap_threads,
-                        help="Number of BLAS threads (default: all cores; at most the "
-                             "usable cores).")(func)
-
-
-def _usable_cores() -> int:
-    import os
-
-    try:
-        return max(len(os.sched_getaffinity(0)), 1)
-    except (AttributeError, OSError):  # no affinity on this platform
-        return max(os.cpu_count() or 1, 1)
-
-
-def _cap_threads(ctx: click.Context, param: click.Parameter, threads: int | None) -> int | None:
-    """More threads than usable cores only slows the products down: use the cores."""
-    cores = _usable_cores()
-    if threads is None or threads <= cores:
-        return threads
-    shown = str(threads) if len(str(threads)) <= 20 else f"{str(threads)[:17]}..."
-    click.echo(f"warning: --threads {shown} is more than the {cores} usable cores; using "
-               f"{cores}", err=True)
-    return cores
+__all__ = ["COMMANDS", "test_command", "threads_option", "train_command"]
 
 
 def _threads_beside_augmentation() -> int | None:
@@ -68,18 +46,28 @@ def _threads_beside_augmentation() -> int | None:
     preempted by it (on 2 cores an elastic epoch of 784-800-10 took 1.4-1.5 s either
     way on a quiet machine, but 2 threads stalled to 10x that beside other work).
     ``None`` (the library's default) on one core."""
-    cores = _usable_cores()
+    cores = usable_cores()
     return cores - 1 if cores > 1 else None
 
 
-def _limit_threads(threads: int | None) -> Any:
-    import contextlib
+def _threads_note(run: Any, threads_given: bool) -> str | None:
+    """The line saying how many BLAS threads a run with augmentation uses, when the
+    command line did not choose (``--threads``)."""
+    if run.trainer.augmented is None or threads_given:
+        return None
+    blas = _threads_beside_augmentation()
+    shown = "its default threads" if blas is None else (
+        f"{blas} thread{'s' if blas != 1 else ''}")
+    return (f"[dim]Distortions are made on one core beside the step: BLAS uses {shown} "
+            "(--threads N to choose)[/]")
 
-    if threads is None:
-        return contextlib.nullcontext()
-    from threadpoolctl import threadpool_limits
 
-    return threadpool_limits(limits=threads, user_api="blas")
+def _threads_given() -> bool:
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context(silent=True)
+    return ctx is not None and ctx.get_parameter_source("threads") in (
+        ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
 
 
 class _StopFlag:
@@ -129,13 +117,10 @@ class _StopFlag:
               help="Steps per epoch (default: one pass over the training images).")
 @click.option("--raw-pixels", is_flag=True,
               help="Feed raw 0..255 pixels instead of scaling to [0, 1] (as the blog post did).")
-@click.option("--augment", default="none", show_default=True, metavar="NAME",
-              shell_complete=complete_augmentations,
-              help="Distort each training batch: none, elastic, affine (see 'mnistkit "
-                   "augmentations'). Validation and test images are never distorted.")
-@click.option("-a", "--augment-option", "augment_options", multiple=True, metavar="KEY=VALUE",
-              shell_complete=complete_augmentation_options,
-              help="Set an augmentation option, e.g. -a sigma=4 -a alpha=34 (repeatable).")
+@augmentation_options(
+    "none", help="Distort each training batch: none, elastic, affine (see 'mnistkit "
+                 "augmentations'). Validation and test images are never distorted.",
+    option_help="Set an augmentation option, e.g. -a sigma=4 -a alpha=34 (repeatable).")
 @click.option("--recipe", default=None, metavar="NAME", shell_complete=complete_recipes,
               help="Train a named configuration, e.g. a published result (see 'mnistkit "
                    "recipes'); any option given as well overrides the recipe's.")
@@ -146,7 +131,7 @@ class _StopFlag:
               shell_complete=complete_run_folders,
               help="Continue an interrupted run folder from its last checkpoint.")
 @threads_option
-@click.option("-q", "--quiet", is_flag=True, help="Print only the final line.")
+@quiet_option("Print only the final line.")
 @json_option
 def train_command(model_name: str, optimizer_name: str, model_options: tuple[str, ...],
                   optimizer_options: tuple[str, ...], epochs: int | None, batch_size: int,
@@ -172,6 +157,7 @@ def train_command(model_name: str, optimizer_name: str, model_options: tuple[str
     """
     import numpy as np
 
+    from mnistkit.cli.progress import TrainingProgress, follow
     from mnistkit.options import parse_assignments
     from mnistkit.runs import Run, RunFinishedError, RunSpec, default_run_dir
     from mnistkit.training import TrainConfig
@@ -204,7 +190,7 @@ def train_command(model_name: str, optimizer_name: str, model_options: tuple[str
             try:
                 run = Run.resume(resume, dataset, registry, epochs=epochs)
             except RunFinishedError as finished:  # the wanted end state holds: exit 0
-                click.echo(str(finished), err=True)
+                click.echo(error_message(finished), err=True)
                 if as_json:
                     print_json({"run": str(resume), **finished.record})
                 return
@@ -225,12 +211,14 @@ def train_command(model_name: str, optimizer_name: str, model_options: tuple[str
             run = Run.start(spec, dataset, registry,
                             out or default_run_dir("runs", recipe or model_name),
                             pick_free_name=out is None)
+        note = _threads_note(run, _threads_given())
         if threads is None and run.trainer.augmented is not None:
             threads = _threads_beside_augmentation()
         # Overflow warnings would print source lines; the NaN guard explains divergence.
-        with _limit_threads(threads), np.errstate(over="ignore", invalid="ignore",
-                                                  divide="ignore"):
-            _train_with_progress(run, stop, show=not (quiet or as_json), out=out_console)
+        with limit_threads(threads), np.errstate(over="ignore", invalid="ignore",
+                                                 divide="ignore"):
+            follow(run.train(stop), None if quiet or as_json else
+                   TrainingProgress(run, out_console, stopping=stop, note=note))
     except KeyboardInterrupt:  # a second Ctrl-C: stop at once, keep the last checkpoint
         where = (f"the last checkpoint in {run.path} is kept. Resume with: mnistkit train "
                  f"--resume {run.path}") if run is not None else "no run folder was completed"
@@ -256,7 +244,7 @@ def train_command(model_name: str, optimizer_name: str, model_options: tuple[str
     m = record["metrics"]
     out_console.print(
         f"[bold]test accuracy {m['test_accuracy']:.2%}[/] (best epoch {record['best_epoch']}, "
-        f"val {_pct(m['val_accuracy'])}) in {record['wall_seconds']:.1f} s; run saved to "
+        f"val {percent(m['val_accuracy'])}) in {record['wall_seconds']:.1f} s; run saved to "
         f"[cyan]{run.path}[/]")
 
 
@@ -306,8 +294,7 @@ def _check_resume_request(resume: Path, registry: Any) -> str:
 
     from mnistkit.errors import OptionsError
     from mnistkit.options import parse_assignments
-    from mnistkit.run_folder import read_record
-    from mnistkit.runs import resume_conflicts
+    from mnistkit.runs import read_record, resume_conflicts
 
     ctx = click.get_current_context()
     given = {name for name in (*_RESUME_FIXED, "out", "recipe")
@@ -355,95 +342,10 @@ def _nothing() -> Any:
     return contextlib.nullcontext()
 
 
-def _train_with_progress(run: Any, stop: _StopFlag, show: bool, out: Any) -> None:
-    """Drive ``run.train`` and render its events with a rich progress bar."""
-    from mnistkit.training import EpochFinished, EpochStarted, StepFinished
-
-    if not show:
-        for _ in run.train(stop):
-            pass
-        return
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-    record = run.record
-    out.print(f"Training [bold]{record['model']}[/] ({_format_options(record['model_options'])})"
-              f" with [bold]{record['optimizer']}[/] "
-              f"({_format_options(record['optimizer_options'])}) on {record['dataset']['name']} "
-              f"({record['dataset']['n_train']} train, {record['dataset']['n_val']} val images)"
-              f"{_augmentation_note(record)} -> {run.path}")
-    if run.trainer.augmented is not None and not _threads_given():
-        blas = _threads_beside_augmentation()
-        shown = "its default threads" if blas is None else (
-            f"{blas} thread{'s' if blas != 1 else ''}")
-        out.print(f"[dim]Distortions are made on one core beside the step: BLAS uses "
-                  f"{shown} (--threads N to choose)[/]")
-    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/"
-               "{task.total}"), TextColumn("loss {task.fields[loss]:.4f}"), TimeRemainingColumn())
-    with Progress(*columns, console=out, transient=True) as progress:
-        task = None
-        running, count, last_update = 0.0, 0, 0.0
-        for event in run.train(stop):
-            if isinstance(event, EpochStarted):
-                running, count = 0.0, 0
-                if task is not None:
-                    progress.remove_task(task)
-                task = progress.add_task(f"epoch {event.epoch + 1}/{event.epochs}",
-                                         total=event.steps, completed=run.trainer.step, loss=0.0)
-            elif isinstance(event, StepFinished):
-                running, count = running + event.loss, count + 1
-                now = time.perf_counter()  # redraw at most 20 times a second, not every step
-                if now - last_update >= 0.05 or event.step == event.steps:
-                    progress.update(task, completed=event.step, loss=running / count)
-                    last_update = now
-            elif isinstance(event, EpochFinished):
-                progress.console.print(
-                    f"epoch {event.epoch:>3}/{run.trainer.config.epochs}  "
-                    f"loss {event.train_loss:.4f}  train acc {event.train_accuracy:.2%}  "
-                    f"val acc {_pct(event.val_accuracy)}  lr {event.lr:.3g}  "
-                    f"{event.seconds:.2f}s")
-            if stop.requested and task is not None:
-                progress.update(task, description="stopping…")
-
-
-def _augmentation_note(record: dict[str, Any]) -> str:
-    from mnistkit.runs import augmentation_record
-
-    found = augmentation_record(record)
-    if found["name"] == "none":
-        return ""
-    return f", distorted by [bold]{found['name']}[/] ({_format_options(found['options'])})"
-
-
-def _threads_given() -> bool:
-    from click.core import ParameterSource
-
-    ctx = click.get_current_context(silent=True)
-    return ctx is not None and ctx.get_parameter_source("threads") in (
-        ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
-
-
-def _format_options(options: dict[str, Any]) -> str:
-    return " ".join(f"{k}={v}" for k, v in options.items()) or "no options"
-
-
-def _pct(value: float) -> str:
-    return "-" if value != value else f"{value:.2%}"
-
-
-def _load_run_for_cli(run_path: Path, data_dir: Path | None, which: str) -> tuple[Any, Any]:
-    from mnistkit.run_folder import load_run, read_record
-
-    record = read_record(run_path)
-    dataset = load_dataset_for_cli(record["dataset"]["name"], data_dir)
-    return load_run(run_path, current_plugins().registry, dataset, which), dataset
-
-
 @click.command("test", short_help="Evaluate a trained run: accuracy, per class, confusion.")
 @click.argument("run_path", metavar="RUN", type=click.Path(path_type=Path),
                 shell_complete=complete_run_folders)
-@click.option("--split", type=click.Choice(["test", "val", "train"]), default="test",
-              show_default=True, help="Images to evaluate on (val: the run's held-out part "
-                                      "of the training set).")
+@split_option("Images to evaluate on (val: the run's held-out part of the training set).")
 @run_options
 @threads_option
 @json_option
@@ -457,12 +359,10 @@ def test_command(run_path: Path, split: str, which: str, data_dir: Path | None,
       mnistkit test runs/my-run --split val --json
     """
     from mnistkit.evaluation import evaluate
-    from mnistkit.run_folder import read_record
 
-    _check_split_exists(run_path, read_record(run_path)["training"], split)  # before loading
-    loaded, dataset = _load_run_for_cli(run_path, data_dir, which)
-    part = _split_to_test(run_path, dataset, loaded.record["training"], split)
-    with _limit_threads(threads):
+    loaded = load_run_for_cli(run_path, data_dir, which, split=split)
+    part, dataset = loaded.split(split), loaded.dataset
+    with limit_threads(threads):
         result = evaluate(loaded.model, part.images, part.labels, dataset.n_classes,
                           loaded.pixel_scale)
     summary = {"run": str(run_path), "split": split, "params": which, "images": len(part),
@@ -471,44 +371,6 @@ def test_command(run_path: Path, split: str, which: str, data_dir: Path | None,
         print_json(summary)
         return
     _render_evaluation(summary, dataset.class_names)
-
-
-def _check_split_exists(run_path: Path, training: dict[str, Any], split: str) -> None:
-    """Refuse ``--split val`` of a run that held out no validation images."""
-    from mnistkit.errors import OptionsError
-
-    if split == "val" and not training.get("val_size"):
-        raise OptionsError(f"{run_path} has no validation images (it was trained with "
-                           f"--val-size 0); use --split test or --split train")
-
-
-def _split_to_test(run_path: Path, dataset: Any, training: dict[str, Any], split: str) -> Any:
-    """The images ``mnistkit test`` evaluates: the test split, or the run's own train/val
-    parts of the training images. Refuses an empty selection and a dataset that no
-    longer holds the run's split (another ``--data-dir``)."""
-    from mnistkit.errors import DataError, OptionsError, RunError
-    from mnistkit.runs import split_train_val
-
-    if split == "test":
-        part = dataset.test
-    elif len(dataset.train) == 0:
-        part = dataset.train
-    else:
-        val_size, limit = training["val_size"], training["limit"]
-        try:
-            train, val = split_train_val(dataset.train, val_size, limit)
-        except OptionsError:
-            used = f" and trained on {limit}" if limit is not None else ""
-            raise RunError(
-                f"{run_path} held out {val_size} validation images{used}, but dataset "
-                f"{dataset.name!r} now has only {len(dataset.train)} training images; use the "
-                f"run's data (--data-dir) or --split test") from None
-        part = val if split == "val" else train
-    if len(part) == 0:
-        kind = "test" if split == "test" else "training"
-        raise DataError(f"dataset {dataset.name!r} has no {kind} images: nothing to evaluate "
-                        f"with --split {split}")
-    return part
 
 
 def _render_evaluation(summary: dict[str, Any], class_names: tuple[str, ...]) -> None:

@@ -16,12 +16,14 @@ from typing import Any, TypeVar
 
 import click
 
-from mnistkit.cli.common import dataset_options, run_options
-from mnistkit.cli.completion import (
-    complete_augmentation_options,
-    complete_augmentations,
-    complete_run_folders,
+from mnistkit.cli.common import (
+    augmentation_options,
+    dataset_options,
+    load_run_for_cli,
+    run_options,
+    split_option,
 )
+from mnistkit.cli.completion import complete_run_folders
 from mnistkit.cli.data_cmds import show_samples_command
 from mnistkit.errors import OptionsError
 
@@ -76,29 +78,6 @@ def _show(path: Path) -> None:
                    err=True)
 
 
-def _load(run_path: Path, data_dir: Path | None, which: str) -> tuple[Any, Any]:
-    from mnistkit.cli.train_cmds import _load_run_for_cli
-
-    return _load_run_for_cli(run_path, data_dir, which)
-
-
-def _split(loaded: Any, dataset: Any, split: str) -> Any:
-    """The ``test`` split, or the run's own ``train``/``val`` part of the training set."""
-    from mnistkit.runs import split_train_val
-
-    if split == "test":
-        return dataset.test
-    t = loaded.record["training"]
-    train, val = split_train_val(dataset.train, t["val_size"], t["limit"])
-    if split == "val" and len(val) == 0:
-        raise OptionsError(f"{loaded.path}: the run has no validation images (--val-size 0); "
-                           f"choose --split test or train")
-    return val if split == "val" else train
-
-
-_SPLIT_OPTION = click.option(
-    "--split", type=click.Choice(["test", "val", "train"]), default="test", show_default=True,
-    help="Images to use (val and train: the run's own parts of the training set).")
 
 
 # -- the group ------------------------------------------------------------------------------
@@ -147,12 +126,9 @@ visualise_group.add_command(samples_command)
 
 @visualise_group.command("augment", short_help="Training images beside their distorted "
                                                 "copies (--augment).")
-@click.option("--augment", "augment", default="elastic", show_default=True, metavar="NAME",
-              shell_complete=complete_augmentations,
-              help="Augmentation to draw (see 'mnistkit augmentations').")
-@click.option("-a", "--augment-option", "augment_options", multiple=True, metavar="KEY=VALUE",
-              shell_complete=complete_augmentation_options,
-              help="Set an option of the augmentation, e.g. -a alpha=20 (repeatable).")
+@augmentation_options(
+    "elastic", help="Augmentation to draw (see 'mnistkit augmentations').",
+    option_help="Set an option of the augmentation, e.g. -a alpha=20 (repeatable).")
 @click.option("-n", "count", type=click.IntRange(1, 50), default=8, show_default=True,
               help="Number of training images (one row each).")
 @click.option("--copies", type=click.IntRange(1, 20), default=5, show_default=True,
@@ -306,7 +282,8 @@ def weights_command(run_path: Path, max_units: int, minus_init: bool, output: Pa
     _agg()
     from mnistkit.plots import weight_images, weights_figure
 
-    loaded, dataset = _load(run_path, data_dir, which)
+    loaded = load_run_for_cli(run_path, data_dir, which)
+    dataset = loaded.dataset
     weights = _first_layer(loaded.model, loaded.record["model"], run_path, dataset)
     if minus_init:
         weights = weights - _initial_first_layer(loaded, dataset)
@@ -349,7 +326,7 @@ def _initial_first_layer(loaded: Any, dataset: Any) -> Any:
     import numpy as np
 
     from mnistkit.cli.common import current_plugins
-    from mnistkit.run_folder import build_model
+    from mnistkit.runs import build_model
 
     record = loaded.record
     entry = current_plugins().registry.get("model", record["model"])
@@ -361,7 +338,7 @@ def _initial_first_layer(loaded: Any, dataset: Any) -> Any:
 @visualise_group.command("confusion")
 @click.argument("run_path", metavar="RUN", type=click.Path(path_type=Path),
                 shell_complete=complete_run_folders)
-@_SPLIT_OPTION
+@split_option()
 @_output_option("RUN/confusion-SPLIT.png")
 @_show_option
 @run_options
@@ -381,8 +358,8 @@ def confusion_command(run_path: Path, split: str, output: Path | None, show: boo
     from mnistkit.evaluation import evaluate
     from mnistkit.plots import confusion_figure
 
-    loaded, dataset = _load(run_path, data_dir, which)
-    data = _split(loaded, dataset, split)
+    loaded = load_run_for_cli(run_path, data_dir, which, split=split)
+    data, dataset = loaded.split(split), loaded.dataset
     result = evaluate(loaded.model, data.images, data.labels, dataset.n_classes,
                       loaded.pixel_scale)
     title = (f"{run_path.name} ({loaded.record['model']}): {split} accuracy "
@@ -397,7 +374,7 @@ def confusion_command(run_path: Path, split: str, output: Path | None, show: boo
                 shell_complete=complete_run_folders)
 @click.option("-n", "count", type=click.IntRange(1, 100), default=16, show_default=True,
               help="Number of mistakes to show.")
-@_SPLIT_OPTION
+@split_option()
 @click.option("--terminal", is_flag=True,
               help="Print the mistakes with block characters instead of writing a file.")
 @_output_option("RUN/errors.png (errors-SPLIT.png for val/train)")
@@ -416,8 +393,8 @@ def errors_command(run_path: Path, count: int, split: str, terminal: bool,
     from mnistkit.evaluation import evaluate
     from mnistkit.plots import confident_errors, probability_text
 
-    loaded, dataset = _load(run_path, data_dir, which)
-    data = _split(loaded, dataset, split)
+    loaded = load_run_for_cli(run_path, data_dir, which, split=split)
+    data, dataset = loaded.split(split), loaded.dataset
     result = evaluate(loaded.model, data.images, data.labels, dataset.n_classes,
                       loaded.pixel_scale)
     picked = confident_errors(result.probabilities, data.labels, count)
@@ -472,7 +449,8 @@ def embedding_command(run_path: Path, count: int, output: Path | None, show: boo
     from mnistkit.batches import flatten
     from mnistkit.plots import embedding_figure, pca_2d
 
-    loaded, dataset = _load(run_path, data_dir, which)
+    loaded = load_run_for_cli(run_path, data_dir, which)
+    dataset = loaded.dataset
     model_name = loaded.record["model"]
     if not callable(getattr(loaded.model, "hidden", None)):
         raise OptionsError(f"model {model_name!r} of {run_path} has no hidden layer "

@@ -190,7 +190,7 @@ def test_a_failed_first_write_releases_the_folder(small, tmp_path, monkeypatch):
 
 def test_bad_options_create_no_folder(small, tmp_path):
     dataset, registry = small
-    with pytest.raises(Exception, match="--batch-size"):
+    with pytest.raises(Exception, match="batch_size"):
         Run.start(_spec(batch_size=0), dataset, registry, tmp_path / "run")
     assert not (tmp_path / "run").exists()
 
@@ -291,8 +291,9 @@ def test_resume_with_fewer_epochs_than_done_is_refused(finished_run, small):
     record = json.loads((finished_run / "run.json").read_text())
     record["status"] = "interrupted"
     # The same check on an interrupted run: asking for fewer epochs than it has done.
-    from mnistkit.runs import _check_resume_epochs
+    from mnistkit.runs import RunRecord
+    from mnistkit.runs.session import _check_resume_epochs
 
-    with pytest.raises(Exception, match="--epochs 1 is fewer than the 2 epochs"):
-        _check_resume_epochs(finished_run, record, 1)
+    with pytest.raises(Exception, match="epochs 1 is fewer than the 2 epochs"):
+        _check_resume_epochs(finished_run, RunRecord.from_json(record), 1)
     assert np.isfinite(record["metrics"]["test_accuracy"])

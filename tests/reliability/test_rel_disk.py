@@ -24,7 +24,7 @@ import pytest
 from conftest import assert_one_line_error, default_signals, invoke, subprocess_env
 
 import mnistkit.checkpoint
-import mnistkit.runs
+import mnistkit.runs.folder
 from mnistkit.checkpoint import load_checkpoint
 
 QUICK = ["--limit", "1000", "--val-size", "100", "--epochs", "2", "-m", "hidden_size=16",
@@ -87,8 +87,8 @@ def test_disk_full_at_an_epoch_save_keeps_the_previous_checkpoint(tmp_path, monk
 
 
 def test_disk_full_when_writing_run_json(tmp_path, monkeypatch):
-    monkeypatch.setattr(mnistkit.runs, "atomic_write",
-                        FullDisk(mnistkit.runs.atomic_write, allow=0))
+    monkeypatch.setattr(mnistkit.runs.folder, "atomic_write",
+                        FullDisk(mnistkit.runs.folder.atomic_write, allow=0))
     result = invoke("train", *QUICK, "--out", tmp_path / "run")
     assert_one_line_error(result, f"cannot write the run folder {tmp_path / 'run'}: "
                                   "No space left on device", exit_code=1)
