@@ -285,3 +285,20 @@ def test_follow_returns_the_last_event_with_or_without_a_renderer():
     assert follow(iter([1, 2, 3])) == 3
     assert follow(iter([])) is None
     assert follow(iter([1, 2]), Renderer()) == 2 and shown == ["enter", 1, 2, "exit"]
+
+
+def test_a_checkpoint_whose_history_is_not_epoch_records_is_damaged(runs, small, registry,
+                                                                    tmp_path):
+    """The trainer's history in ``last.npz`` becomes ``run.json``'s on the next epoch:
+    rows that are not records of numbers are refused on resume, not written."""
+    from mnistkit.checkpoint import load_checkpoint, save_checkpoint
+
+    run = tmp_path / "run"
+    shutil.copytree(runs["plain"], run)
+    groups = load_checkpoint(run / "last.npz")
+    meta = json.loads(str(groups["trainer"]["meta"]))
+    meta["history"][1] = {"epoch": 2, "train_loss": "low"}
+    groups["trainer"]["meta"] = np.array(json.dumps(meta))
+    save_checkpoint(run / "last.npz", groups)
+    with pytest.raises(RunError, match="last.npz: trainer state is damaged"):
+        Run.resume(run, small, registry, epochs=3)
