@@ -258,3 +258,21 @@ def _columns() -> int | None:
     """``COLUMNS`` when it holds a positive number."""
     value = os.environ.get("COLUMNS", "").strip()
     return int(value) if value.isdigit() and int(value) > 0 else None
+
+
+def pick_samples(dataset: Any, labels: Any, count: int, seed: int | None,
+                 digit: int | None) -> tuple[Any, int]:
+    """Indices of ``count`` images with ``labels`` (of ``dataset``) for a picture, and the
+    seed they were drawn with: of class ``digit`` if given (refused when the dataset has
+    no such class), drawn with ``seed`` (a fresh one when ``None``)."""
+    import numpy as np
+
+    from mnistkit.data.summary import choose_samples
+
+    if digit is not None and digit >= dataset.n_classes:
+        raise click.BadParameter(
+            f"{digit} is not a class of {dataset.name} (0..{dataset.n_classes - 1})",
+            param_hint="--digit")
+    if seed is None:
+        seed = int(np.random.SeedSequence().entropy % 1_000_000)
+    return choose_samples(labels, count, seed, digit), seed

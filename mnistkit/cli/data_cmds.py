@@ -152,19 +152,11 @@ def show_samples_command(dataset_name: str, data_dir: Path | None, count: int, s
       mnistkit show-samples -n 25 --split test --digit 7 --seed 1
       mnistkit show-samples -n 8 --terminal
     """
-    import numpy as np
-
-    from mnistkit.data.summary import choose_samples
+    from mnistkit.cli.common import pick_samples
 
     dataset = load_dataset_for_cli(dataset_name, data_dir)
-    if digit is not None and digit >= dataset.n_classes:
-        raise click.BadParameter(
-            f"{digit} is not a class of {dataset.name} (0..{dataset.n_classes - 1})",
-            param_hint="--digit")
-    if seed is None:
-        seed = int(np.random.SeedSequence().entropy % 1_000_000)
     data = dataset.split(split)
-    picked = choose_samples(data.labels, count, seed, digit)
+    picked, seed = pick_samples(dataset, data.labels, count, seed, digit)
     images, labels = data.images[picked], data.labels[picked]
     what = f"{len(picked)} {split} samples of {dataset.name}"
     what += f" (class {dataset.class_names[digit]})" if digit is not None else ""

@@ -157,24 +157,16 @@ def augment_command(augment: str, augment_options: tuple[str, ...], count: int, 
       mnistkit visualise augment --augment elastic -a alpha=20 -n 6 --seed 0
       mnistkit visualise augment --augment affine --copies 8 --digit 7
     """
-    import numpy as np
 
-    from mnistkit.cli.common import current_plugins, load_dataset_for_cli
-    from mnistkit.data.summary import choose_samples
+    from mnistkit.cli.common import current_plugins, load_dataset_for_cli, pick_samples
     from mnistkit.options import options_to_dict, parse_assignments
 
     entry = current_plugins().registry.get("augmentation", augment)
     options = entry.make_options(parse_assignments(augment_options))
     augmentation = entry.factory(options)
     dataset = load_dataset_for_cli(dataset_name, data_dir)
-    if digit is not None and digit >= dataset.n_classes:
-        raise click.BadParameter(
-            f"{digit} is not a class of {dataset.name} (0..{dataset.n_classes - 1})",
-            param_hint="--digit")
-    if seed is None:
-        seed = int(np.random.SeedSequence().entropy % 1_000_000)
     train = dataset.train
-    picked = choose_samples(train.labels, count, seed, digit)
+    picked, seed = pick_samples(dataset, train.labels, count, seed, digit)
     images = train.images[picked]
     _agg()
     from mnistkit.plots import augment_figure, distorted_copies
