@@ -202,3 +202,26 @@ def test_help_has_an_example(cli):
     for option in ("--augment", "--augment-option", "--copies", "--seed", "--dataset",
                    "--data-dir", "--output", "--show"):
         assert option in result.stdout
+
+
+def test_an_augmentation_whose_factory_raises_is_one_line(tmp_path):
+    from click.testing import CliRunner
+
+    from mnistkit.cli import build_cli
+    from mnistkit.hookspecs import hookimpl
+    from mnistkit.plugins import load_plugins
+
+    def explode(options):
+        raise RuntimeError("no weights here")
+
+    class Plugin:
+        @hookimpl
+        def mnistkit_register_augmentations(self, register):
+            register("exploding", explode, help="raises when built")
+
+    cli = build_cli(load_plugins([Plugin()], entry_points=False))
+    result = CliRunner().invoke(cli, ["visualise", "augment", "--augment", "exploding",
+                                      "-o", str(tmp_path / "a.png")])
+    assert result.exit_code == 1, result.output
+    assert "could not be built: RuntimeError: no weights here" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "a.png").exists()

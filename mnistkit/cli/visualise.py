@@ -159,11 +159,12 @@ def augment_command(augment: str, augment_options: tuple[str, ...], count: int, 
     """
 
     from mnistkit.cli.common import current_plugins, load_dataset_for_cli, pick_samples
+    from mnistkit.contracts import build_augmentation
     from mnistkit.options import options_to_dict, parse_assignments
 
     entry = current_plugins().registry.get("augmentation", augment)
     options = entry.make_options(parse_assignments(augment_options))
-    augmentation = entry.factory(options)
+    augmentation = build_augmentation(entry, options_to_dict(options))
     dataset = load_dataset_for_cli(dataset_name, data_dir)
     train = dataset.train
     picked, seed = pick_samples(dataset, train.labels, count, seed, digit)
