@@ -41,9 +41,12 @@ class Augmentation(Protocol):
 class BilinearWarp:
     """Resamples batches of uint8 images at displaced positions, bilinearly, zero outside.
 
-    The work arrays are kept between calls (one set per batch shape): a fresh 400 kB
-    array per intermediate costs the page faults of mapping it, which made the warp of a
-    128-image batch take 3.2 ms instead of about 1 ms. One instance per thread.
+    Each pixel's four neighbours are read by one gather: the padded image is first laid
+    out as "quads" (the 2 x 2 block whose top-left pixel is ``(i, j)``, four float32 in
+    16 bytes), so one ``take`` of 16-byte items replaces four of 4-byte ones (the gathers
+    were half of the warp's time). The work arrays are kept between calls (one set per
+    batch shape): a fresh 400 kB array per intermediate costs the page faults of mapping
+    it. One instance per thread.
     """
 
     def __init__(self) -> None:
@@ -57,54 +60,61 @@ class BilinearWarp:
         # One pixel of zeros around each image: a neighbour outside reads 0, and a position
         # clipped into the padded frame always has its four neighbours inside it.
         self.padded = np.zeros((n, h + 2, w + 2), np.float32)
+        self.quads = np.empty((n, h + 1, w + 1, 4), np.float32)
         self.rows = np.arange(1, h + 1, dtype=np.float32)[:, None]
         self.cols = np.arange(1, w + 1, dtype=np.float32)[None, :]
-        self.image_offsets = (np.arange(n, dtype=np.int32)
-                              * np.int32((h + 2) * (w + 2)))[:, None, None]
+        self.image_offsets = (np.arange(n, dtype=np.float32)
+                              * np.float32((h + 1) * (w + 1)))[:, None, None]
         self.r, self.c = np.empty(shape, np.float32), np.empty(shape, np.float32)
-        self.r0, self.c0 = np.empty(shape, np.int32), np.empty(shape, np.int32)
-        self.corners = [np.empty(shape, np.float32) for _ in range(4)]
-        self.index = np.empty(shape, np.int32)
+        self.r0, self.c0 = np.empty(shape, np.float32), np.empty(shape, np.float32)
+        self.index = np.empty(shape, np.intp)
+        self.gathered = np.empty(shape, np.complex128)  # 16 bytes: one quad per pixel
+        self.top, self.bottom = np.empty(shape, np.float32), np.empty(shape, np.float32)
+
+    def _lay_out_quads(self, images: np.ndarray) -> None:
+        padded, quads = self.padded, self.quads
+        padded[:, 1:-1, 1:-1] = images
+        quads[..., 0] = padded[:, :-1, :-1]
+        quads[..., 1] = padded[:, :-1, 1:]
+        quads[..., 2] = padded[:, 1:, :-1]
+        quads[..., 3] = padded[:, 1:, 1:]
 
     def __call__(self, images: np.ndarray, dy: np.ndarray, dx: np.ndarray) -> np.ndarray:
         """``images`` (n, H, W) sampled at ``(row + dy, col + dx)``; a new uint8 array
         (rounded half up, in 0..255)."""
         n, h, w = images.shape
         self._buffers_for((n, h, w))
-        self.padded[:, 1:-1, 1:-1] = images
-        r, c, r0, c0, index = self.r, self.c, self.r0, self.c0, self.index
-        np.add(dy, self.rows, out=r)
+        self._lay_out_quads(images)
+        r, c, r0, c0 = self.r, self.c, self.r0, self.c0
+        np.add(dy, self.rows, out=r)  # positions in the padded frame
         np.add(dx, self.cols, out=c)
         np.clip(r, 0, h + 1 - 1e-3, out=r)
         np.clip(c, 0, w + 1 - 1e-3, out=c)
-        np.copyto(r0, r, casting="unsafe")  # floor: both are >= 0
-        np.copyto(c0, c, casting="unsafe")
+        np.floor(r, out=r0)
+        np.floor(c, out=c0)
         r -= r0  # r, c are now the fractions of a pixel
         c -= c0
-        np.multiply(r0, np.int32(w + 2), out=index)  # the top-left neighbour, flattened
-        index += c0
-        index += self.image_offsets
-        flat = self.padded.reshape(-1)
-        a00, a01, a10, a11 = self.corners
-        flat.take(index, out=a00)
-        index += 1
-        flat.take(index, out=a01)
-        index += w + 1
-        flat.take(index, out=a10)
-        index += 1
-        flat.take(index, out=a11)
+        r0 *= np.float32(w + 1)  # the quad of (r0, c0), flattened: exact in float32
+        r0 += c0
+        r0 += self.image_offsets
+        np.copyto(self.index, r0, casting="unsafe")
+        flat_quads = self.quads.view(np.complex128).reshape(-1)
+        flat_quads.take(self.index, out=self.gathered, mode="clip")  # indices are in range
+        corners = self.gathered.view(np.float32).reshape(n, h, w, 4)
+        a00, a01, a10, a11 = (corners[..., k] for k in range(4))
         # top = a00 + c (a01 - a00); bottom = a10 + c (a11 - a10); top + r (bottom - top)
-        a01 -= a00
-        a01 *= c
-        a00 += a01
-        a11 -= a10
-        a11 *= c
-        a10 += a11
-        a10 -= a00
-        a10 *= r
-        a00 += a10
-        a00 += 0.5  # round half up: a00 is in [0, 255]
-        return a00.astype(np.uint8)
+        top, bottom = self.top, self.bottom
+        np.subtract(a01, a00, out=top)
+        top *= c
+        top += a00
+        np.subtract(a11, a10, out=bottom)
+        bottom *= c
+        bottom += a10
+        bottom -= top
+        bottom *= r
+        top += bottom
+        top += 0.5  # round half up: top is in [0, 255]
+        return top.astype(np.uint8)
 
 
 def bilinear_warp(images: np.ndarray, dy: np.ndarray, dx: np.ndarray) -> np.ndarray:

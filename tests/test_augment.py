@@ -53,6 +53,32 @@ def test_half_pixel_shift_is_the_rounded_mean_of_neighbours(digits):
     assert np.array_equal(out[:, -1], np.floor(digits[:, -1] / 2 + 0.5).astype(np.uint8))
 
 
+def reference_warp(images, dy, dx):
+    """Bilinear sampling written out in float64, one neighbour at a time."""
+    n, h, w = images.shape
+    padded = np.zeros((n, h + 2, w + 2))
+    padded[:, 1:-1, 1:-1] = images
+    rows = np.clip(np.arange(h)[:, None] + 1 + dy.astype(np.float64), 0, h + 1 - 1e-3)
+    cols = np.clip(np.arange(w)[None, :] + 1 + dx.astype(np.float64), 0, w + 1 - 1e-3)
+    r0, c0 = np.floor(rows).astype(int), np.floor(cols).astype(int)
+    fr, fc = rows - r0, cols - c0
+    at = np.arange(n)[:, None, None]
+    value = ((1 - fr) * (1 - fc) * padded[at, r0, c0] + (1 - fr) * fc * padded[at, r0, c0 + 1]
+             + fr * (1 - fc) * padded[at, r0 + 1, c0] + fr * fc * padded[at, r0 + 1, c0 + 1])
+    return np.floor(value + 0.5)
+
+
+@pytest.mark.parametrize("spread", [0.7, 3.0, 40.0])
+def test_random_displacements_match_the_bilinear_formula(digits, spread):
+    rng = np.random.default_rng(int(spread * 10))
+    dy = rng.normal(0, spread, digits.shape).astype(np.float32)
+    dx = rng.normal(0, spread, digits.shape).astype(np.float32)
+    got = bilinear_warp(digits, dy, dx).astype(np.float64)
+    difference = np.abs(got - reference_warp(digits, dy, dx))
+    assert difference.max() <= 1  # float32 against float64: a tie may round either way
+    assert np.mean(difference) < 1e-3
+
+
 def test_far_outside_reads_zero(digits):
     assert not bilinear_warp(digits, zeros(digits.shape) + 100, zeros(digits.shape)).any()
 
