@@ -28,7 +28,7 @@ from typing import Any, Literal
 import numpy as np
 
 from mnistkit import __version__
-from mnistkit.errors import ExportError
+from mnistkit.errors import ExportError, setting
 from mnistkit.files import atomic_write
 
 #: ONNX operator set 13 (ONNX 1.8, 2020): Gemm, Relu, Softmax(axis), Cast, Flatten, Mul
@@ -329,10 +329,11 @@ def export_run(loaded: Any, class_names: Sequence[str], path: str | Path,
                fmt: str = "onnx", input_kind: InputKind = "uint8") -> list[Path]:
     """Export a loaded run to ``path`` in ``fmt`` (``onnx`` or ``npz``); the files written."""
     if fmt not in FORMATS:
-        raise ExportError(f"format must be one of {', '.join(FORMATS)}; got {fmt!r}")
+        raise ExportError(f"{setting('format')} must be one of {', '.join(FORMATS)}; got {fmt!r}")
     spec = spec_for_run(loaded, class_names)
     if fmt == "onnx":
         return [write_onnx(spec, path, input_kind)]
     if input_kind != "uint8":
-        raise ExportError("--format npz describes uint8 input; --input float is for onnx")
+        raise ExportError(f"{setting('format')} npz describes uint8 input; "
+                          f"{setting('input')} float is for onnx")
     return list(write_npz(spec, path))

@@ -47,7 +47,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import numpy as np
 
-from mnistkit.errors import DataError, MnistkitError, RunError
+from mnistkit.errors import DataError, MnistkitError, RunError, setting
 
 #: Largest request body accepted (a 280x280 canvas PNG is a few kB; an upload may be more).
 MAX_BODY = 2 * 1024 * 1024
@@ -655,7 +655,7 @@ def make_server(app: ServeApp, host: str = "127.0.0.1", port: int = 8000,
     ``server_close()``. A port that cannot be bound is a :class:`MnistkitError`.
     """
     if not 0 <= port <= 65535:
-        raise MnistkitError(f"--port must be in 0..65535; got {port}")
+        raise MnistkitError(f"{setting('port')} must be in 0..65535; got {port}")
     server_class = MnistkitServer
     if ":" in host:
         server_class = type("MnistkitServer6", (MnistkitServer,),

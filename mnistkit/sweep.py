@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from mnistkit.errors import OptionsError
+from mnistkit.errors import OptionsError, setting
 from mnistkit.registry import Registry
 
 #: Settings a sweep can give one value or a list of values, and their defaults.
@@ -31,7 +31,7 @@ SCALAR_SETTINGS: dict[str, Any] = {
     "batch_size": 128,
 }
 #: Settings that are the same for every trial.
-FIXED_SETTINGS: dict[str, Any] = {"val_size": 10_000, "limit": None}
+FIXED_SETTINGS: dict[str, Any] = {"val_size": None, "limit": None}  # None: dataset default
 SEARCHES = ("grid", "random", "tpe")
 DEFAULT_TPE_BATCH = 4
 MAX_TRIALS = 100_000
@@ -90,7 +90,8 @@ class TrialSpec:
 def check_spec(spec: SweepSpec) -> None:
     """Raise :class:`OptionsError` for a sweep that cannot run."""
     if spec.search not in SEARCHES:
-        raise OptionsError(f"--search must be one of {', '.join(SEARCHES)}; got {spec.search!r}")
+        raise OptionsError(f"{setting('search')} must be one of {', '.join(SEARCHES)}; "
+                           f"got {spec.search!r}")
     if not spec.seeds or any(s < 0 for s in spec.seeds) or len(set(spec.seeds)) != len(
             spec.seeds):
         raise OptionsError(f"seeds must be distinct numbers >= 0; got {spec.seeds}")
@@ -98,7 +99,8 @@ def check_spec(spec: SweepSpec) -> None:
         if not values:
             raise OptionsError(f"setting {name!r} has an empty list of values")
     if spec.search != "grid" and not (isinstance(spec.trials, int) and spec.trials >= 1):
-        raise OptionsError(f"--search {spec.search} needs --trials N (N >= 1); got "
+        raise OptionsError(f"{setting('search')} {spec.search} needs {setting('trials')} N "
+                           f"(N >= 1); got "
                            f"{spec.trials!r}")
     if spec.tpe_batch < 1:
         raise OptionsError(f"tpe_batch must be at least 1; got {spec.tpe_batch}")
@@ -209,7 +211,7 @@ def parse_value_list(text: str) -> list[str]:
 def spec_from_cli(*, model: str, optimizer: str, model_options: Iterable[str],
                   optimizer_options: Iterable[str], epochs: str, batch_size: str,
                   dataset: str, seeds: int, search: str, trials: int | None,
-                  search_seed: int, val_size: int, limit: int | None) -> SweepSpec:
+                  search_seed: int, val_size: int | None, limit: int | None) -> SweepSpec:
     """A sweep from command-line text: comma-separated lists in every value."""
     axes: dict[str, list[Any]] = {}
     for name, text in (("model", model), ("optimizer", optimizer), ("dataset", dataset),
@@ -222,7 +224,7 @@ def spec_from_cli(*, model: str, optimizer: str, model_options: Iterable[str],
                 raise OptionsError(f"option {pair!r} is not of the form name=value[,value...]")
             axes[f"{prefix}.{key.strip().replace('-', '_')}"] = parse_value_list(values)
     if seeds < 1:
-        raise OptionsError(f"--seeds must be at least 1; got {seeds}")
+        raise OptionsError(f"{setting('seeds')} must be at least 1; got {seeds}")
     spec = SweepSpec(axes=axes, seeds=list(range(seeds)),
                      fixed={"val_size": val_size, "limit": limit}, search=search,
                      trials=trials, search_seed=search_seed)

@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from mnistkit.errors import MnistkitError, OptionsError, RunError
+from mnistkit.errors import MnistkitError, OptionsError, RunError, setting
 from mnistkit.files import atomic_write
 from mnistkit.registry import Registry
 from mnistkit.run_lock import LOCK_NAME, RunLock, claim_new_run_folder, lock_run_folder
@@ -187,7 +187,7 @@ def local_backend(workers: int | None = None, threads: int | None = None) -> Bac
     cores = usable_cores()
     workers = workers or cores
     if workers < 1:
-        raise OptionsError(f"--workers must be at least 1; got {workers}")
+        raise OptionsError(f"{setting('workers')} must be at least 1; got {workers}")
     threads = threads or max(1, cores // workers)
     context = multiprocessing.get_context("spawn")
     return Backend(lambda: cf.ProcessPoolExecutor(workers, mp_context=context,
@@ -202,7 +202,8 @@ def dask_backend(address: str, threads: int | None = None, timeout: float = 10.0
     try:
         from distributed import Client
     except ImportError:
-        raise OptionsError("--scheduler needs Dask: pip install 'mnistkit[dask]'") from None
+        raise OptionsError(f"{setting('scheduler')} needs Dask: "
+                           "pip install 'mnistkit[dask]'") from None
     try:
         client = Client(address, timeout=timeout)
     except (OSError, TimeoutError) as exc:
@@ -341,7 +342,7 @@ class SweepRunner:
     def __init__(self, folder: Path, state: SweepState, backend: Backend,
                  retries: int = 1) -> None:
         if retries < 0:
-            raise OptionsError(f"--retries must be 0 or more; got {retries}")
+            raise OptionsError(f"{setting('retries')} must be 0 or more; got {retries}")
         self.folder, self.state, self.backend, self.retries = folder, state, backend, retries
         self._stop_file = folder / STOP_FILE
 

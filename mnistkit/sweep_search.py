@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from mnistkit.errors import OptionsError, RunError
+from mnistkit.errors import OptionsError, RunError, setting
 from mnistkit.registry import Registry
 from mnistkit.sweep import SweepSpec, TrialSpec, config_from_choice
 
@@ -26,7 +26,8 @@ def _optuna() -> Any:
     try:
         import optuna
     except ImportError:
-        raise OptionsError("--search tpe needs Optuna: pip install 'mnistkit[optuna]'") from None
+        raise OptionsError(f"{setting('search')} tpe needs Optuna: "
+                           "pip install 'mnistkit[optuna]'") from None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna
 

@@ -21,7 +21,7 @@ import numpy as np
 from mnistkit.batches import DEFAULT_PIXEL_SCALE, BatchMaker
 from mnistkit.contracts import exception_line, step_problems
 from mnistkit.data.dataset import Split
-from mnistkit.errors import MnistkitError, OptionsError, PluginError, TrainingError
+from mnistkit.errors import MnistkitError, OptionsError, PluginError, TrainingError, setting
 from mnistkit.evaluation import accuracy
 from mnistkit.memory import check_fits
 from mnistkit.prefetch import AugmentedBatches
@@ -83,7 +83,8 @@ class Trainer:
         :mod:`mnistkit.augment`) distorts each training batch, ahead of the step in a
         background thread; ``None`` trains on the images as they are."""
         if len(train) == 0:
-            raise TrainingError("there are no training images (check --limit and --val-size)")
+            raise TrainingError(f"there are no training images (check {setting('limit')} and "
+                                f"{setting('val_size')})")
         self.model, self.optimizer, self.config = model, optimizer, config
         self.train, self.val, self.rng = train, val, rng
         self.model_name = model_name
@@ -299,8 +300,9 @@ def _check_sizes(config: TrainConfig, steps: int, n_train: int) -> None:
     if config.sampling == "shuffle":
         indices = max(indices, n_train)
     needed = indices * _ORDER_BYTES + config.epochs * steps * _LOSS_BYTES
-    check_fits(needed, f"--epochs {config.epochs} x --steps-per-epoch {steps} x --batch-size "
-               f"{config.batch_size} (a batch order of {indices} images and "
+    check_fits(needed, f"{setting('epochs')} {config.epochs} x {setting('steps_per_epoch')} "
+               f"{steps} x {setting('batch_size')} {config.batch_size} (a batch order of "
+               f"{indices} images and "
                f"{config.epochs * steps} step losses)", "; ask for fewer steps or epochs")
 
 

@@ -259,9 +259,12 @@ def test_visualise_and_test_refuse_a_missing_split_alike(runs):
 def test_library_errors_name_settings_and_the_cli_spells_flags(small, registry, tmp_path):
     with pytest.raises(OptionsError) as refused:
         Run.start(RunSpec(val_size=1200), small, registry, tmp_path / "x")
-    assert str(refused.value) == "val_size must be between 0 and 1199; got 1200"
+    assert str(refused.value) == (
+        "val_size must be between 0 and 1199 (the dataset has 1200 training images); got "
+        "1200: give a smaller val_size, or leave it out for the dataset's default")
     assert refused.value.worded(lambda s: f"--{s.replace('_', '-')}") == (
-        "--val-size must be between 0 and 1199; got 1200")
+        "--val-size must be between 0 and 1199 (the dataset has 1200 training images); got "
+        "1200: give a smaller --val-size, or leave it out for the dataset's default")
     again = pickle.loads(pickle.dumps(refused.value))
     assert str(again) == str(refused.value)
     plain = RunError(f"a message without settings, {setting('epochs')} aside")

@@ -69,9 +69,9 @@ def test_random_search_is_seeded(registry):
     ({"model": "twolayer,twolayr"}, UnknownNameError, "unknown model 'twolayr'"),
     ({"epochs": "2,0"}, OptionsError, "epochs values must be at least 1"),
     ({"batch_size": "many"}, OptionsError, "batch_size values must be whole numbers"),
-    ({"seeds": 0}, OptionsError, "--seeds must be at least 1"),
-    ({"search": "random"}, OptionsError, "--search random needs --trials N"),
-    ({"search": "bayes"}, OptionsError, "--search must be one of grid, random"),
+    ({"seeds": 0}, OptionsError, "^seeds must be at least 1"),
+    ({"search": "random"}, OptionsError, "^search random needs trials N"),
+    ({"search": "bayes"}, OptionsError, "^search must be one of grid, random"),
     ({"model_options": ("hidden_size",)}, OptionsError, "not of the form name=value"),
     ({"model_options": ("hidden_size=",)}, OptionsError, "empty list of values"),
 ])
@@ -201,3 +201,20 @@ def test_summary_counts_a_repeated_configuration_and_seed_once():
     trials = [_trial("0.1", 0, 0.90, 0.9), _trial("0.1", 0, 0.90, 0.9), _trial("0.1", 1, 0.80, 0.8)]
     (only,) = summarize(trials)
     assert only.trials == 2 and only.val_mean == pytest.approx(0.85)
+
+
+@pytest.mark.parametrize(("args", "line"), [
+    (["--search", "random"], "Error: --search random needs --trials N (N >= 1); got None"),
+    (["--seeds", "0"], "Error: --seeds must be at least 1; got 0"),
+    (["--workers", "0"], "Error: Invalid value for '--workers': 0 is not in the range x>=1."),
+])
+def test_the_cli_spells_the_settings_a_bad_sweep_names_as_its_flags(tmp_path, args, line):
+    from click.testing import CliRunner
+
+    from mnistkit.cli import build_cli
+
+    result = CliRunner().invoke(build_cli(load_plugins([], entry_points=False)),
+                                ["sweep", "--epochs", "1", "--out", str(tmp_path / "s"), *args])
+    assert result.exit_code == 2 and result.output.strip().splitlines()[-1] == line, (
+        result.output)
+    assert not (tmp_path / "s").exists()

@@ -67,8 +67,9 @@ class _SweepSignals:
               help="Configurations drawn by --search random or tpe.")
 @click.option("--search-seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Seed of --search random or tpe (same seed, same trials).")
-@click.option("--val-size", type=int, default=10_000, show_default=True,
-              help="Validation images held out of the training set (ranks the trials).")
+@click.option("--val-size", type=int, default=None, metavar="N",
+              help="Validation images held out of the training set (ranks the trials). "
+                   "[default: the dataset's; 10,000 for MNIST]")
 @click.option("--limit", type=int, default=None, metavar="N",
               help="Train every trial on the first N training images only.")
 @click.option("--workers", type=click.IntRange(min=1), default=None, metavar="N",
@@ -89,7 +90,7 @@ class _SweepSignals:
 def sweep_command(sweep_file: Path | None, model: str, optimizer: str,
                   model_options: tuple[str, ...], optimizer_options: tuple[str, ...],
                   epochs: str, batch_size: str, dataset: str, seeds: int, search: str,
-                  trials: int | None, search_seed: int, val_size: int, limit: int | None,
+                  trials: int | None, search_seed: int, val_size: int | None, limit: int | None,
                   workers: int | None, threads: int | None, scheduler: str | None,
                   retries: int, out: Path | None, resume: Path | None, quiet: bool,
                   as_json: bool) -> None:

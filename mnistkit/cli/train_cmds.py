@@ -105,9 +105,10 @@ class _StopFlag:
               help="Images per step.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed for initialisation and batch order (same seed, same result).")
-@click.option("--val-size", type=int, default=10_000, show_default=True,
+@click.option("--val-size", type=int, default=None, metavar="N",
               help="Images held out of the END of the training set for validation "
-                   "(never the test set); 0 for none.")
+                   "(never the test set); 0 for none. [default: the dataset's; 10,000 "
+                   "for MNIST, a sixth of a small dataset]")
 @click.option("--limit", type=int, default=None, metavar="N",
               help="Train on the first N training images only (quick trials).")
 @click.option("--sampling", type=click.Choice(["shuffle", "replacement"]), default="shuffle",
@@ -135,7 +136,7 @@ class _StopFlag:
 @json_option
 def train_command(model_name: str, optimizer_name: str, model_options: tuple[str, ...],
                   optimizer_options: tuple[str, ...], epochs: int | None, batch_size: int,
-                  seed: int, val_size: int, limit: int | None, sampling: str,
+                  seed: int, val_size: int | None, limit: int | None, sampling: str,
                   steps_per_epoch: int | None, raw_pixels: bool, augment: str,
                   augment_options: tuple[str, ...], recipe: str | None, dataset_name: str,
                   data_dir: Path | None, out: Path | None, resume: Path | None,

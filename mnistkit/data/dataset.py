@@ -35,7 +35,10 @@ class Dataset:
     ``source`` is a human-readable location (a folder, "bundled", a URL);
     ``files`` maps each file used to its MD5 (of the uncompressed content) when known;
     ``verified`` tells whether those sums were checked against published ones;
-    ``expected_md5`` holds the published sums (file -> MD5) when the dataset has them.
+    ``expected_md5`` holds the published sums (file -> MD5) when the dataset has them;
+    ``default_val_size`` is how many training images a run holds out for validation when
+    the user gives no ``val_size`` (``None``: 10,000, or a sixth of the training images
+    when that is fewer).
     """
 
     name: str
@@ -46,8 +49,15 @@ class Dataset:
     files: dict[str, str] = dataclasses.field(default_factory=dict)
     verified: bool = False
     expected_md5: dict[str, str] = dataclasses.field(default_factory=dict)
+    default_val_size: int | None = None
 
     def __post_init__(self) -> None:
+        if self.default_val_size is not None and not (
+                isinstance(self.default_val_size, int)
+                and not isinstance(self.default_val_size, bool)
+                and 0 <= self.default_val_size < max(len(self.train), 1)):
+            raise DataError(f"{self.name}: default_val_size must be a count of images from 0 "
+                            f"to {max(len(self.train) - 1, 0)}; got {self.default_val_size!r}")
         for split_name in SPLITS:
             validate_split(getattr(self, split_name), f"{self.name} {split_name}",
                            len(self.class_names))

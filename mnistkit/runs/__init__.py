@@ -32,7 +32,7 @@ _EXPORTS = {
                      "HISTORY_CSV", "STEPS_CSV", "LAST_NPZ", "BEST_NPZ", "MAX_RECORD_BYTES"),
                     "folder"),
     **dict.fromkeys(("build_model", "build_optimizer", "build_augmentation", "call_plugin",
-                     "split_train_val"), "build"),
+                     "split_train_val", "val_size_for", "DEFAULT_VAL_SIZE"), "build"),
     **dict.fromkeys(("Run", "RunSpec", "RunFinishedError", "default_run_dir",
                      "resume_conflicts"), "session"),
     **dict.fromkeys(("LoadedRun", "load_run", "check_split", "SPLITS"), "loaded"),

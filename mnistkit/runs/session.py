@@ -32,6 +32,7 @@ from mnistkit.runs.build import (
     build_model,
     build_optimizer,
     split_train_val,
+    val_size_for,
 )
 from mnistkit.runs.folder import RunFolder
 from mnistkit.runs.record import (
@@ -53,7 +54,7 @@ class RunSpec:
     model_options: dict[str, Any] = dataclasses.field(default_factory=dict)
     optimizer_options: dict[str, Any] = dataclasses.field(default_factory=dict)
     dataset: str = "mnist"
-    val_size: int = 10_000
+    val_size: int | None = None  # None: the dataset's default (see val_size_for)
     limit: int | None = None
     config: TrainConfig = TrainConfig()
     augment: str = "none"
@@ -161,7 +162,8 @@ class Run:
         opt_opts = opt_entry.make_options(spec.optimizer_options)
         aug_entry = registry.get("augmentation", spec.augment)
         aug_opts = aug_entry.make_options(spec.augment_options)
-        train, val = split_train_val(dataset.train, spec.val_size, spec.limit)
+        val_size = val_size_for(dataset, spec.val_size)
+        train, val = split_train_val(dataset.train, val_size, spec.limit)
         _check_config(spec.config, len(train))
         info = RunRecord(
             created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -172,7 +174,7 @@ class Run:
             plugins={"model": model_entry.plugin, "optimizer": opt_entry.plugin,
                      "augmentation": aug_entry.plugin},
             dataset=_dataset_record(dataset, len(train), len(val)),
-            training=TrainingRecord.of(spec.config, spec.val_size, spec.limit),
+            training=TrainingRecord.of(spec.config, val_size, spec.limit),
             seed=spec.config.seed,
             versions={"mnistkit": __version__, "numpy": np.__version__,
                       "python": platform.python_version()})

@@ -49,8 +49,11 @@ MISTAKES = [
     (["--limit", "0"], ["--limit must be between 1 and 59900"], 2),
     (["--limit", "60000"], ["--limit must be between 1 and 59900 (the training images left "
                             "after holding out --val-size 100)"], 2),
-    (["--val-size", "-1"], ["--val-size must be between 0 and 59999; got -1"], 2),
-    (["--val-size", "60000"], ["--val-size must be between 0 and 59999; got 60000"], 2),
+    (["--val-size", "-1"], ["--val-size must be between 0 and 59999 (the dataset has 60000 "
+                            "training images); got -1"], 2),
+    (["--val-size", "60000"], ["--val-size must be between 0 and 59999 (the dataset has "
+                               "60000 training images); got 60000: give a smaller --val-size"],
+     2),
     (["--epochs", "0"], ["--epochs must be at least 1; got 0"], 2),
     (["--epochs", "-2"], ["--epochs must be at least 1; got -2"], 2),
     (["--steps-per-epoch", "0"], ["--steps-per-epoch must be at least 1"], 2),
