@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from mnistkit.augment import Elastic, ElasticOptions, batch_rng
 from mnistkit.cli import build_cli
-from mnistkit.data.dataset import Dataset, Split
+from mnistkit.data.dataset import Dataset
 from mnistkit.errors import PluginError
 from mnistkit.hookspecs import hookimpl
 from mnistkit.plugins import load_plugins
@@ -23,18 +23,8 @@ from mnistkit.training import TrainConfig
 
 
 @pytest.fixture(scope="module")
-def small() -> Dataset:
-    from mnistkit.datasets import load_dataset
-
-    mnist = load_dataset("mnist")
-    return Dataset("mnist", Split(mnist.train.images[:3000], mnist.train.labels[:3000]),
-                   Split(mnist.test.images[:1000], mnist.test.labels[:1000]),
-                   source="first images of the bundled MNIST")
-
-
-@pytest.fixture(scope="module")
-def registry():
-    return load_plugins(entry_points=False).registry
+def small(first_mnist_images) -> Dataset:
+    return first_mnist_images(3000, 1000)
 
 
 def spec(augment="elastic", **overrides) -> RunSpec:

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 import mnistkit.runs.record as record_module
 from mnistkit.cli.app import build_cli
 from mnistkit.cli.progress import follow
-from mnistkit.data.dataset import Dataset, Split
+from mnistkit.data.dataset import Dataset
 from mnistkit.errors import DataError, OptionsError, RunError, setting
 from mnistkit.plots import read_step_losses
 from mnistkit.plugins import load_plugins
@@ -36,19 +36,9 @@ from mnistkit.training import EpochFinished, TrainConfig
 
 
 @pytest.fixture(scope="module")
-def small() -> Dataset:
+def small(first_mnist_images) -> Dataset:
     """1200 real training images and 300 test images."""
-    from mnistkit.datasets import load_dataset
-
-    mnist = load_dataset("mnist")
-    return Dataset("mnist", Split(mnist.train.images[:1200], mnist.train.labels[:1200]),
-                   Split(mnist.test.images[:300], mnist.test.labels[:300]),
-                   source="first images of the bundled MNIST")
-
-
-@pytest.fixture(scope="module")
-def registry():
-    return load_plugins(entry_points=False).registry
+    return first_mnist_images(1200, 300)
 
 
 def _train(small, registry, folder: Path, **overrides) -> Path:

@@ -21,11 +21,6 @@ from mnistkit.sweep import (
 )
 
 
-@pytest.fixture(scope="module")
-def registry():
-    return load_plugins(entry_points=False).registry
-
-
 def cli_spec(**changes):
     settings = dict(model="twolayer", optimizer="sgd", model_options=(),
                     optimizer_options=(), epochs="2", batch_size="128", dataset="mnist",

@@ -22,23 +22,9 @@ from mnistkit.training import TrainConfig
 
 
 @pytest.fixture(scope="module")
-def mnist() -> Dataset:
-    from mnistkit.datasets import load_dataset
-
-    return load_dataset("mnist")
-
-
-@pytest.fixture(scope="module")
-def small(mnist) -> Dataset:
+def small(first_mnist_images) -> Dataset:
     """3000 real training images (2500 train + 500 val) and 1000 test images."""
-    return Dataset("mnist", Split(mnist.train.images[:3000], mnist.train.labels[:3000]),
-                   Split(mnist.test.images[:1000], mnist.test.labels[:1000]),
-                   source="first images of the bundled MNIST")
-
-
-@pytest.fixture(scope="module")
-def registry():
-    return load_plugins(entry_points=False).registry
+    return first_mnist_images(3000, 1000)
 
 
 def spec(**overrides) -> RunSpec:
