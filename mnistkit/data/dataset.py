@@ -52,12 +52,6 @@ class Dataset:
     default_val_size: int | None = None
 
     def __post_init__(self) -> None:
-        if self.default_val_size is not None and not (
-                isinstance(self.default_val_size, int)
-                and not isinstance(self.default_val_size, bool)
-                and 0 <= self.default_val_size < max(len(self.train), 1)):
-            raise DataError(f"{self.name}: default_val_size must be a count of images from 0 "
-                            f"to {max(len(self.train) - 1, 0)}; got {self.default_val_size!r}")
         for split_name in SPLITS:
             validate_split(getattr(self, split_name), f"{self.name} {split_name}",
                            len(self.class_names))
@@ -65,6 +59,12 @@ class Dataset:
         if train_shape != test_shape:
             raise DataError(f"{self.name}: train images are {_size(train_shape)} pixels but test "
                             f"images are {_size(test_shape)}")
+        if self.default_val_size is not None and not (
+                isinstance(self.default_val_size, int)
+                and not isinstance(self.default_val_size, bool)
+                and 0 <= self.default_val_size < max(len(self.train), 1)):
+            raise DataError(f"{self.name}: default_val_size must be a count of images from 0 "
+                            f"to {max(len(self.train) - 1, 0)}; got {self.default_val_size!r}")
 
     def split(self, name: str) -> Split:
         """The split called ``name`` (``train`` or ``test``)."""
