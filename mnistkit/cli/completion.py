@@ -43,34 +43,24 @@ def _complete_names(kind: str, incomplete: str) -> list[CompletionItem]:
             for entry in entries if entry.name.startswith(last)]
 
 
-def complete_models(ctx: click.Context, param: click.Parameter,
-                    incomplete: str) -> list[CompletionItem]:
-    """Registered model names."""
-    return _safe(lambda: _complete_names("model", incomplete))
+def _name_completer(kind: str, what: str) -> Any:
+    """The ``shell_complete`` callback completing registered names of ``kind``."""
+
+    def complete(ctx: click.Context, param: click.Parameter,
+                 incomplete: str) -> list[CompletionItem]:
+        return _safe(lambda: _complete_names(kind, incomplete))
+
+    complete.__doc__ = what
+    return complete
 
 
-def complete_optimizers(ctx: click.Context, param: click.Parameter,
-                        incomplete: str) -> list[CompletionItem]:
-    """Registered optimizer names."""
-    return _safe(lambda: _complete_names("optimizer", incomplete))
-
-
-def complete_datasets(ctx: click.Context, param: click.Parameter,
-                      incomplete: str) -> list[CompletionItem]:
-    """Registered dataset names."""
-    return _safe(lambda: _complete_names("dataset", incomplete))
-
-
-def complete_augmentations(ctx: click.Context, param: click.Parameter,
-                           incomplete: str) -> list[CompletionItem]:
-    """Registered augmentation names (``--augment``)."""
-    return _safe(lambda: _complete_names("augmentation", incomplete))
-
-
-def complete_recipes(ctx: click.Context, param: click.Parameter,
-                     incomplete: str) -> list[CompletionItem]:
-    """Registered recipe names (``--recipe``), each with its title as help."""
-    return _safe(lambda: _complete_names("recipe", incomplete))
+complete_models = _name_completer("model", "Registered model names.")
+complete_optimizers = _name_completer("optimizer", "Registered optimizer names.")
+complete_datasets = _name_completer("dataset", "Registered dataset names.")
+complete_augmentations = _name_completer("augmentation",
+                                         "Registered augmentation names (``--augment``).")
+complete_recipes = _name_completer("recipe", "Registered recipe names (``--recipe``), each "
+                                             "with its title as help.")
 
 
 #: The parameter names under which a command takes each kind's name, and the name used
